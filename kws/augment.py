@@ -1,0 +1,69 @@
+"""Batch-wise augmentation for training, and the noise crops that make `_silence_` examples.
+
+Every function takes an explicit torch.Generator so an epoch is reproducible from (seed, epoch) alone:
+that is what lets `kws train --resume` give exactly the result of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kws.config import AugmentConfig, FeatureConfig
+
+
+def _uniform(count: int, high: float, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(count, generator=generator) * high
+
+
+def noise_crops(noise: torch.Tensor, count: int, n_samples: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` random windows of the noise track, [count, n_samples]; zeros when there is no noise."""
+    if len(noise) < n_samples:
+        return torch.zeros(count, n_samples)
+    starts = torch.randint(0, len(noise) - n_samples + 1, (count,), generator=generator)
+    return noise[starts[:, None] + torch.arange(n_samples)]
+
+
+def time_shift(audio: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each clip by up to ±max_shift samples, filling with zeros. [batch, samples] -> same."""
+    if max_shift <= 0:
+        return audio
+    batch, n = audio.shape
+    padded = torch.nn.functional.pad(audio, (max_shift, max_shift))
+    offsets = torch.randint(0, 2 * max_shift + 1, (batch,), generator=generator)
+    return padded.gather(1, offsets[:, None] + torch.arange(n))
+
+
+def mix_noise(audio: torch.Tensor, noise: torch.Tensor, probability: float, gain_max: float,
+              generator: torch.Generator) -> torch.Tensor:
+    """Add background noise at a random level to a random share of the clips."""
+    batch, n = audio.shape
+    gains = _uniform(batch, gain_max, generator) * (torch.rand(batch, generator=generator) < probability)
+    return (audio + gains[:, None] * noise_crops(noise, batch, n, generator)).clamp(-1.0, 1.0)
+
+
+def _band_masks(batch: int, size: int, count: int, max_width: int, generator: torch.Generator) -> torch.Tensor:
+    """[batch, size] bool, True inside `count` random bands of width 0..max_width per row."""
+    keep = torch.zeros(batch, size, dtype=torch.bool)
+    positions = torch.arange(size)
+    for _ in range(count):
+        width = torch.randint(0, max_width + 1, (batch, 1), generator=generator)
+        start = (torch.rand(batch, 1, generator=generator) * (size - width + 1)).long()
+        keep |= (positions >= start) & (positions < start + width)
+    return keep
+
+
+def spec_mask(features: torch.Tensor, config: AugmentConfig, feature_config: FeatureConfig,
+              generator: torch.Generator) -> torch.Tensor:
+    """SpecAugment-style masks on normalised features [batch, frames, n_mfcc]: masked values become 0,
+    the training mean."""
+    batch, frames, coefficients = features.shape
+    time_width = max(0, round(config.time_mask_ms / feature_config.hop_ms))
+    time = _band_masks(batch, frames, config.time_masks, min(time_width, frames), generator)
+    freq = _band_masks(batch, coefficients, config.freq_masks, min(config.freq_mask_bins, coefficients), generator)
+    return features.masked_fill(time[:, :, None] | freq[:, None, :], 0.0)
+
+
+def augment_audio(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
+                  feature_config: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
+    audio = time_shift(audio, feature_config.ms_to_samples(config.shift_ms), generator)
+    return mix_noise(audio, noise, config.noise_probability, config.noise_gain_max, generator)

@@ -1,0 +1,60 @@
+"""Checkpoints: written atomically, read with `weights_only=True` (no pickle code can run)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from kws.config import Config
+from kws.errors import KwsError
+from kws.model import KeywordLSTM
+
+FORMAT = "kws-checkpoint-1"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename over `path`: readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise KwsError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise KwsError(f"{path} is not a loadable kws checkpoint ({first_line})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise KwsError(f"{path} is not a kws checkpoint (made by another program or version)")
+    return state
+
+
+def model_from_checkpoint(state: dict, path: str | Path = "checkpoint") -> tuple[KeywordLSTM, Config, tuple[str, ...]]:
+    """Rebuild the model from the config stored with it; a mismatch is reported, not half-loaded."""
+    config = Config.from_dict(state["config"])
+    labels = tuple(state["labels"])
+    model = KeywordLSTM(len(labels), config.features, config.model)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[0]
+        raise KwsError(f"weights in {path} do not match the config stored with them ({detail})") from None
+    model.eval()
+    return model, config, labels

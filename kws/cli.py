@@ -1,0 +1,141 @@
+"""The `kws` command: train, eval, data download. Every user mistake ends in one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from kws.config import Config, DataConfig, ModelConfig, TrainConfig
+from kws.errors import KwsError
+
+# flag -> (config section, field, type); flags left unset keep the stored or default value
+_OVERRIDES = {
+    "epochs": ("train", "epochs", int),
+    "batch_size": ("train", "batch_size", int),
+    "learning_rate": ("train", "learning_rate", float),
+    "seed": ("train", "seed", int),
+    "hidden_size": ("model", "hidden_size", int),
+    "layers": ("model", "num_layers", int),
+    "dropout": ("model", "dropout", float),
+    "frame_stack": ("model", "frame_stack", int),
+    "unknown_percent": ("data", "unknown_percent", float),
+    "silence_percent": ("data", "silence_percent", float),
+}
+_DEFAULTS = {"train": TrainConfig(), "model": ModelConfig(), "data": DataConfig()}
+
+
+def _keywords(text: str) -> tuple[str, ...]:
+    words = tuple(w.strip() for w in text.split(",") if w.strip())
+    if not words:
+        raise argparse.ArgumentTypeError("give comma-separated words, e.g. yes,no,stop, or 'all'")
+    return words
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a keyword model", description="Train a KeywordLSTM on a "
+                       "Speech Commands-style folder; writes best.pt, last.pt, metrics.csv/json to --out.")
+    p.add_argument("--data", required=True, type=Path, help="folder with one sub-folder per word")
+    p.add_argument("--out", required=True, type=Path, help="run folder for checkpoints and metrics")
+    p.add_argument("--keywords", type=_keywords, default=None,
+                   help="comma-separated words, or 'all' (default: the ten commands present in the data)")
+    for flag, (section, field, kind) in _OVERRIDES.items():
+        default = getattr(_DEFAULTS[section], field)
+        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None, help=f"(default: {default})")
+    p.add_argument("--bidirectional", action="store_true", default=None,
+                   help="whole-clip model that cannot stream (default: unidirectional)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="accuracy, per-class table and confusion matrix of a checkpoint")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--split", default="validation", choices=["training", "validation", "testing"],
+                   help="(default: validation)")
+    p.add_argument("--out", type=Path, default=None, help="where to write the report (default: next to the checkpoint)")
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="data set tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    d = data_sub.add_parser("download", help="download and extract Speech Commands v0.02 (2.3 GB)")
+    d.add_argument("--out", required=True, type=Path, help="folder for the archive and the extracted data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kws", description="Train and evaluate compact LSTM keyword spotters.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_data(sub)
+    return parser
+
+
+def _train_config(args) -> Config:
+    """Defaults, or the resumed run's stored config, with the flags the user gave on top."""
+    base = Config()
+    last = args.out / "last.pt"
+    if args.resume and last.exists():
+        from kws.checkpoint import load_checkpoint
+
+        base = Config.from_dict(load_checkpoint(last)["config"])
+    sections = {name: {} for name in ("data", "model", "train")}
+    for flag, (section, field, _) in _OVERRIDES.items():
+        if getattr(args, flag) is not None:
+            sections[section][field] = getattr(args, flag)
+    if args.keywords is not None:
+        sections["data"]["keywords"] = args.keywords
+    if args.bidirectional:
+        sections["model"]["bidirectional"] = True
+    for name, values in sections.items():
+        if values:
+            base = dataclasses.replace(base, **{name: dataclasses.replace(getattr(base, name), **values)})
+    return base
+
+
+def _run(args) -> int:
+    if args.command == "train":
+        from kws.train import train
+
+        result = train(args.data, args.out, _train_config(args), resume=args.resume,
+                       progress=not args.no_progress and sys.stderr.isatty())
+        return 0 if result.best_accuracy >= 0 else 1
+    if args.command == "eval":
+        from kws.evaluate import evaluate_checkpoint
+
+        report, picture = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out)
+        print(report.table())
+        print(f"confusion matrix: {picture}")
+        return 0
+    if args.command == "data":
+        from kws.download import download_speech_commands
+
+        print(f"data ready in {download_speech_commands(args.out)}")
+        return 0
+    raise AssertionError(args.command)  # argparse only lets known commands through
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return _run(args)
+    except KwsError as error:
+        print(f"kws: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        if error.name and error.name.split(".")[0] in {"torch", "torchaudio", "tqdm", "matplotlib", "librosa", "onnx"}:
+            print(f"kws: error: {error.name} is not installed; install the training extra: "
+                  "pip install '.[train]'", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        if args.command == "train":
+            print("\nkws: interrupted; run the same command with --resume to continue from the last "
+                  "finished epoch", file=sys.stderr)
+        return 130

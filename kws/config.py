@@ -1,0 +1,149 @@
+"""All settings, as frozen dataclasses. They are saved in every checkpoint and in the ONNX metadata.
+
+Times are given in milliseconds; sample and frame counts are derived from them, never written inline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from kws.errors import KwsError
+
+# The ten commands of the Speech Commands 12-class task, in the data set's usual order.
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Audio format and the MFCC front end (the model's first layer)."""
+
+    sample_rate: int = 16000
+    clip_ms: int = 1000
+    window_ms: int = 30
+    hop_ms: int = 10
+    n_mels: int = 40
+    n_mfcc: int = 40
+    f_min_hz: float = 20.0
+    f_max_hz: float = 7600.0
+
+    @property
+    def clip_samples(self) -> int:
+        return self.ms_to_samples(self.clip_ms)
+
+    @property
+    def window_samples(self) -> int:  # also n_fft
+        return self.ms_to_samples(self.window_ms)
+
+    @property
+    def hop_samples(self) -> int:
+        return self.ms_to_samples(self.hop_ms)
+
+    def ms_to_samples(self, ms: float) -> int:
+        return int(round(ms * self.sample_rate / 1000))
+
+    def frames(self, n_samples: int) -> int:
+        """MFCC frames for n_samples of audio (no centring, so no padding at either end)."""
+        if n_samples < self.window_samples:
+            return 0
+        return 1 + (n_samples - self.window_samples) // self.hop_samples
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which words are classes and how the extra classes are drawn."""
+
+    # None: the ten commands that have a folder in the data. ("all",): every word folder.
+    keywords: tuple[str, ...] | None = None
+    # _unknown_ and _silence_ clips per epoch, in percent of the number of keyword clips.
+    unknown_percent: float = 10.0
+    silence_percent: float = 10.0
+    # Hash split for files named in no official list, as the data set's authors define it.
+    validation_percent: float = 10.0
+    testing_percent: float = 10.0
+    # The tail of each background-noise file is kept out of training, for validation silence.
+    noise_holdout_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation. Evaluation never augments."""
+
+    shift_ms: int = 100
+    noise_probability: float = 0.8
+    noise_gain_max: float = 0.1
+    silence_gain_max: float = 1.0
+    time_masks: int = 2
+    time_mask_ms: int = 100
+    freq_masks: int = 2
+    freq_mask_bins: int = 5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden_size: int = 160
+    num_layers: int = 1
+    # The LSTM reads this many MFCC frames per step: a shorter sequence to remember across, less compute.
+    frame_stack: int = 3
+    bidirectional: bool = False  # only the unidirectional model can stream
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    grad_clip_norm: float = 5.0  # LSTMs occasionally take a huge step early on
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        kwargs = {}
+        for section in dataclasses.fields(cls):
+            section_cls = _SECTIONS[section.name]
+            values = dict(d.get(section.name, {}))
+            unknown = set(values) - {f.name for f in dataclasses.fields(section_cls)}
+            if unknown:
+                raise KwsError(f"unknown setting(s) {sorted(unknown)} in section {section.name!r}")
+            # JSON and checkpoints store tuples as lists.
+            kwargs[section.name] = section_cls(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+            )
+        return cls(**kwargs)
+
+    def differences(self, other: Config) -> list[str]:
+        """Dotted names of the settings that differ, e.g. ['model.hidden_size']."""
+        a, b = self.to_dict(), other.to_dict()
+        return [
+            f"{section}.{key}"
+            for section in a
+            for key in a[section]
+            if a[section][key] != b[section].get(key)
+        ]
+
+
+_SECTIONS = {
+    "features": FeatureConfig,
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+}

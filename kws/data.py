@@ -1,0 +1,268 @@
+"""Speech Commands-style data: find clips, split them, load them, and build each epoch's example set.
+
+Layout: one folder per word, `_background_noise_/` with long noise recordings, and optionally the
+official `validation_list.txt` / `testing_list.txt` (they name `.wav`; files are matched by stem so
+FLAC copies work too). Files in neither list are split by a stable hash of the speaker id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from kws.config import COMMANDS, SILENCE, UNKNOWN, Config, DataConfig, FeatureConfig
+from kws.errors import KwsError
+
+log = logging.getLogger(__name__)
+
+BACKGROUND_NOISE = "_background_noise_"
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+SPLITS = ("training", "validation", "testing")
+_MAX_CLIPS_PER_CLASS = 2**27 - 1  # the data set's constant; it fixes which speakers land where
+
+
+def speaker_id(path: str | Path) -> str:
+    """The part of the file name before `_nohash_`: all clips of one speaker share it."""
+    return re.sub(r"_nohash_.*$", "", Path(path).name)
+
+
+def hash_split(path: str | Path, validation_percent: float = 10.0, testing_percent: float = 10.0) -> str:
+    """The Speech Commands rule: a stable hash of the speaker id picks the split, so a speaker
+    never straddles splits and adding data never moves old clips."""
+    digest = hashlib.sha1(speaker_id(path).encode("utf-8")).hexdigest()
+    percent = (int(digest, 16) % (_MAX_CLIPS_PER_CLASS + 1)) * (100.0 / _MAX_CLIPS_PER_CLASS)
+    if percent < validation_percent:
+        return "validation"
+    if percent < validation_percent + testing_percent:
+        return "testing"
+    return "training"
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    word: str
+    split: str
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    root: Path
+    words: tuple[str, ...]  # every word folder, sorted
+    clips: tuple[Clip, ...]
+    noise_files: tuple[Path, ...]
+
+    def clips_of(self, split: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == split]
+
+
+def _read_list(root: Path, name: str) -> set[tuple[str, str]]:
+    """(word, file stem) pairs named in an official split list; empty if there is no list."""
+    path = root / name
+    if not path.is_file():
+        return set()
+    entries = set()
+    for line in path.read_text().splitlines():
+        if line.strip():
+            word, _, filename = line.strip().rpartition("/")
+            entries.add((word, Path(filename).stem))
+    return entries
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def scan(root: str | Path, config: DataConfig = DataConfig()) -> DatasetIndex:
+    """Index a data folder. Raises KwsError if it is missing or holds no word folder with audio."""
+    root = Path(root)
+    if not root.is_dir():
+        raise KwsError(f"data folder {root} does not exist; pass --data with a Speech Commands-style folder")
+    validation = _read_list(root, "validation_list.txt")
+    testing = _read_list(root, "testing_list.txt")
+    clips, words = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        files = _audio_files(folder)
+        if not files:
+            continue
+        words.append(folder.name)
+        for path in files:
+            key = (folder.name, path.stem)
+            # The official lists win; files in neither (clips added later, a user's own recordings)
+            # follow the hash rule that made the lists, so no speaker straddles two splits.
+            if key in validation:
+                split = "validation"
+            elif key in testing:
+                split = "testing"
+            else:
+                split = hash_split(path, config.validation_percent, config.testing_percent)
+            clips.append(Clip(path, folder.name, split))
+    if not words:
+        raise KwsError(f"data folder {root} has no word folders with audio files (expected e.g. {root}/yes/*.wav)")
+    noise_dir = root / BACKGROUND_NOISE
+    noise = tuple(_audio_files(noise_dir)) if noise_dir.is_dir() else ()
+    return DatasetIndex(root, tuple(words), tuple(clips), noise)
+
+
+def resolve_keywords(spec: tuple[str, ...] | None, words: tuple[str, ...]) -> tuple[str, ...]:
+    """None -> the ten commands present; ('all',) -> every word; else the given words, checked."""
+    if spec is None:
+        found = tuple(w for w in COMMANDS if w in words)
+        if not found:
+            raise KwsError(f"none of the default commands {', '.join(COMMANDS)} has a folder in the data; "
+                           "name your words with --keywords")
+        return found
+    if tuple(spec) == ("all",):
+        return words
+    missing = [w for w in spec if w not in words]
+    if missing:
+        raise KwsError(f"unknown keyword(s) {', '.join(missing)}: no such word folder in the data "
+                       f"(available: {', '.join(words)})")
+    if len(set(spec)) != len(spec):
+        raise KwsError("a keyword is listed twice in --keywords")
+    return tuple(spec)
+
+
+def labels_for(keywords: tuple[str, ...]) -> tuple[str, ...]:
+    """Output order of the classifier: silence, unknown, then the keywords."""
+    return (SILENCE, UNKNOWN, *keywords)
+
+
+def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read any file libsndfile knows as mono float32 at `sample_rate` ([samples], in [-1, 1])."""
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # libsndfile raises several types for the same problem
+        raise KwsError(f"cannot read audio file {path}: {error}") from None
+    if audio.shape[0] == 0:
+        raise KwsError(f"audio file {path} is empty")
+    if audio.shape[1] > 1:
+        log.info("%s has %d channels; mixing down to mono", path, audio.shape[1])
+    audio = audio.mean(axis=1)
+    if rate != sample_rate:
+        import librosa  # only needed for files a user drops in at another rate
+
+        audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+    if not np.isfinite(audio).all():
+        raise KwsError(f"audio file {path} holds NaN or infinite samples")
+    return audio.astype(np.float32, copy=False)
+
+
+def fit_length(audio: np.ndarray, n_samples: int) -> np.ndarray:
+    """Zero-pad at the end or cut to exactly n_samples (some data set clips are short)."""
+    if len(audio) >= n_samples:
+        return audio[:n_samples]
+    return np.pad(audio, (0, n_samples - len(audio)))
+
+
+@dataclass
+class SplitAudio:
+    """One split held in memory: clips as a tensor plus the background noise it may use."""
+
+    waveforms: torch.Tensor  # [clips, clip_samples] float32
+    labels: torch.Tensor  # [clips] int64, index into labels_for(keywords)
+    noise: torch.Tensor  # [samples] float32, this split's part of the background noise (may be empty)
+    skipped: list[str]  # files that could not be read, with the reason
+
+    @property
+    def unknown_indices(self) -> torch.Tensor:
+        return torch.nonzero(self.labels == 1).flatten()
+
+    @property
+    def keyword_indices(self) -> torch.Tensor:
+        return torch.nonzero(self.labels >= 2).flatten()
+
+
+def _load_fixed(path: Path, features: FeatureConfig) -> np.ndarray | str:
+    try:
+        return fit_length(load_audio(path, features.sample_rate), features.clip_samples)
+    except KwsError as error:
+        return str(error)
+
+
+def load_split(index: DatasetIndex, split: str, keywords: tuple[str, ...], config: Config,
+               workers: int = 4) -> SplitAudio:
+    """Load every clip of a split. Unreadable files are skipped with a warning, never mid-epoch."""
+    labels = labels_for(keywords)
+    clips = index.clips_of(split)
+    with ThreadPoolExecutor(workers) as pool:  # libsndfile releases the GIL while decoding
+        loaded = list(pool.map(lambda c: _load_fixed(c.path, config.features), clips))
+    waveforms, label_ids, skipped = [], [], []
+    for clip, audio in zip(clips, loaded):
+        if isinstance(audio, str):
+            log.warning("skipping %s", audio)
+            skipped.append(audio)
+            continue
+        waveforms.append(audio)
+        label_ids.append(labels.index(clip.word) if clip.word in keywords else labels.index(UNKNOWN))
+    if not waveforms:
+        raise KwsError(f"no readable clips in the {split} split of {index.root}")
+    return SplitAudio(
+        waveforms=torch.from_numpy(np.stack(waveforms)),
+        labels=torch.tensor(label_ids, dtype=torch.int64),
+        noise=_load_noise(index, split, config),
+        skipped=skipped,
+    )
+
+
+def _load_noise(index: DatasetIndex, split: str, config: Config) -> torch.Tensor:
+    """Training uses the head of each noise file; the held-out tail serves validation and testing."""
+    parts = []
+    for path in index.noise_files:
+        try:
+            audio = load_audio(path, config.features.sample_rate)
+        except KwsError as error:
+            log.warning("skipping background noise: %s", error)
+            continue
+        cut = int(len(audio) * (1.0 - config.data.noise_holdout_fraction))
+        part = audio[:cut] if split == "training" else audio[cut:]
+        if len(part) >= config.features.clip_samples:
+            parts.append(part)
+    if not parts:
+        return torch.zeros(0)
+    return torch.from_numpy(np.concatenate(parts))
+
+
+def draw_examples(split: SplitAudio, config: DataConfig, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's examples, shuffled: every keyword clip, a fresh random share of the unknown clips,
+    and silence slots (-1). Shares are percentages of the keyword clip count, as in the data set's
+    reference trainer, so `_unknown_` and `_silence_` weigh about as much as one keyword each."""
+    keyword = split.keyword_indices
+    unknown = split.unknown_indices
+    n_unknown = min(len(unknown), math.ceil(len(keyword) * config.unknown_percent / 100))
+    n_silence = math.ceil(len(keyword) * config.silence_percent / 100)
+    chosen = unknown[torch.randperm(len(unknown), generator=generator)[:n_unknown]]
+    examples = torch.cat([keyword, chosen, torch.full((n_silence,), -1, dtype=torch.int64)])
+    return examples[torch.randperm(len(examples), generator=generator)]
+
+
+def make_batch(split: SplitAudio, examples: torch.Tensor, config: Config, silence_gain_max: float,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms [batch, clip_samples] and labels [batch]; silence slots are cut from noise at random gain."""
+    from kws.augment import noise_crops
+
+    waveforms = split.waveforms[examples.clamp_min(0)].clone()
+    labels = split.labels[examples.clamp_min(0)].clone()
+    silent = examples < 0
+    n_silent = int(silent.sum())
+    if n_silent:
+        gains = torch.rand(n_silent, 1, generator=generator) * silence_gain_max
+        waveforms[silent] = gains * noise_crops(split.noise, n_silent, config.features.clip_samples, generator)
+        labels[silent] = labels_for(()).index(SILENCE)
+    return waveforms, labels
+
+
+def fixed_examples(split: SplitAudio, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evaluation set of a split: the same clips, unknown share and silence cuts on every call."""
+    generator = torch.Generator().manual_seed(0)
+    examples = draw_examples(split, config.data, generator)
+    return make_batch(split, examples, config, config.augment.silence_gain_max, generator)

@@ -1,0 +1,75 @@
+"""KeywordLSTM: MFCC -> per-coefficient normalisation -> LSTM -> linear head, logits for every frame."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kws.config import FeatureConfig, ModelConfig
+from kws.features import MfccFrontEnd
+
+
+class KeywordLSTM(nn.Module):
+    """Raw audio [batch, samples] -> per-frame logits [batch, frames, n_labels].
+
+    The unidirectional model's logits at frame t depend only on audio up to t, so the same weights can
+    stream one hop at a time with the LSTM state carried over. A clip's label is read at its last frame.
+    """
+
+    def __init__(self, n_labels: int, features: FeatureConfig, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.front_end = MfccFrontEnd(features)
+        # Fixed statistics from the training set (set by `set_normalisation`), not per-clip ones,
+        # so a frame is normalised the same way in a clip and in a stream.
+        self.register_buffer("feature_mean", torch.zeros(features.n_mfcc))
+        self.register_buffer("feature_std", torch.ones(features.n_mfcc))
+        self.lstm = nn.LSTM(
+            input_size=features.n_mfcc * config.frame_stack,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            batch_first=True,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        directions = 2 if config.bidirectional else 1
+        self.head = nn.Linear(config.hidden_size * directions, n_labels)
+
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std.clamp_min(1e-3))
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] -> normalised MFCC [batch, frames, n_mfcc]."""
+        return (self.front_end(audio) - self.feature_mean) / self.feature_std
+
+    def classify_frames(self, features: torch.Tensor) -> torch.Tensor:
+        """[batch, frames, n_mfcc] -> logits [batch, frames // frame_stack, n_labels]."""
+        hidden, _ = self.lstm(stack_frames(features, self.config.frame_stack))
+        return self.head(self.dropout(hidden))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.classify_frames(self.features(audio))
+
+    def clip_logits(self, audio: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] -> [batch, n_labels]: the last frame's logits (whole-clip mean if bidirectional)."""
+        return clip_logits_from_frames(self(audio), self.config.bidirectional)
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def clip_logits_from_frames(frame_logits: torch.Tensor, bidirectional: bool) -> torch.Tensor:
+    # A bidirectional model's last frame has seen only the first frame of its backward pass.
+    return frame_logits.mean(dim=1) if bidirectional else frame_logits[:, -1]
+
+
+def stack_frames(features: torch.Tensor, stack: int) -> torch.Tensor:
+    """[batch, frames, n] -> [batch, frames // stack, stack * n]; a trailing partial group is dropped."""
+    if stack == 1:
+        return features
+    batch, frames, n = features.shape
+    steps = frames // stack
+    return features[:, : steps * stack].reshape(batch, steps, stack * n)

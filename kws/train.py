@@ -1,0 +1,191 @@
+"""`kws train`: fit a KeywordLSTM on a Speech Commands-style folder, validating after every epoch.
+
+Each epoch's randomness comes from (seed, epoch) alone and every epoch ends with an atomic checkpoint,
+so a run stopped at any point and resumed gives the same model as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from kws.augment import augment_audio, spec_mask
+from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint, save_checkpoint
+from kws.config import Config
+from kws.data import SplitAudio, draw_examples, fixed_examples, labels_for, load_split, make_batch, resolve_keywords, scan
+from kws.errors import KwsError
+from kws.evaluate import EvalReport, predict
+from kws.model import KeywordLSTM, clip_logits_from_frames
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    best_accuracy: float
+    epochs_done: int
+    parameter_count: int
+    skipped_files: int
+    report: EvalReport  # validation report of the best epoch
+
+
+def _epoch_generator(config: Config, epoch: int) -> torch.Generator:
+    seed = config.train.seed * 1_000_003 + epoch
+    torch.manual_seed(seed)  # dropout draws from the global generator
+    return torch.Generator().manual_seed(seed)
+
+
+def _schedule(config: Config, steps_per_epoch: int) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to zero over the remaining steps (a factor on the base rate)."""
+    warmup = max(1, round(config.train.warmup_epochs * steps_per_epoch))
+    total = max(warmup + 1, config.train.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
+
+    return factor
+
+
+@torch.no_grad()
+def _normalisation(model: KeywordLSTM, audio: SplitAudio) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-coefficient mean and std of the training clips' MFCCs."""
+    frames = torch.cat([model.front_end(batch).flatten(0, 1) for batch in audio.waveforms.split(512)])
+    return frames.mean(dim=0), frames.std(dim=0)
+
+
+def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int, progress: bool):
+    generator = _epoch_generator(config, epoch)
+    examples = draw_examples(audio, config.data, generator)
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    bar = tqdm(examples.split(config.train.batch_size), desc=f"epoch {epoch + 1}/{config.train.epochs}",
+               leave=False, disable=not progress, unit="batch")
+    for batch in bar:
+        waveforms, labels = make_batch(audio, batch, config, config.augment.silence_gain_max, generator)
+        waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
+        features = spec_mask(model.features(waveforms), config.augment, config.features, generator)
+        logits = clip_logits_from_frames(model.classify_frames(features), config.model.bidirectional)
+        loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip_norm)
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.item() * len(labels)
+        correct += int((logits.argmax(dim=1) == labels).sum())
+        seen += len(labels)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
+    return loss_sum / seen, correct / seen
+
+
+def _write_metrics(run_dir: Path, history: list[dict]) -> None:
+    atomic_write(run_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(history, indent=2)))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write(run_dir / "metrics.csv", lambda tmp: tmp.write_text(text.getvalue()))
+
+
+def _start_state(run_dir: Path, config: Config, resume: bool) -> dict | None:
+    """The checkpoint to continue from, or None for a fresh run. Refuses to mix runs."""
+    last = run_dir / LAST
+    if not resume:
+        if last.exists():
+            raise KwsError(f"{run_dir} already holds a training run; add --resume to continue it, "
+                           "or choose another --out")
+        return None
+    if not last.exists():
+        raise KwsError(f"nothing to resume: {last} does not exist")
+    state = load_checkpoint(last)
+    stored = Config.from_dict(state["config"])
+    changed = stored.differences(config)
+    if changed:
+        raise KwsError(f"{last} was trained with another config ({', '.join(changed)} differ); "
+                       "resume with the same settings or start a new run with another --out")
+    return state
+
+
+def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
+          progress: bool = True, echo: Callable[[str], None] | None = None) -> TrainResult:
+    echo = echo or (lambda line: print(line, flush=True))  # flushed: logs are often piped to a file
+    run_dir = Path(run_dir)
+    state = _start_state(run_dir, config, resume)
+    index = scan(data_dir, config.data)
+    keywords = resolve_keywords(config.data.keywords, index.words)
+    labels = labels_for(keywords)
+    if state is not None and tuple(state["labels"]) != labels:
+        raise KwsError(f"{run_dir / LAST} has labels {state['labels']}, but this data gives {list(labels)}")
+    if not index.clips_of("validation"):
+        raise KwsError(f"{data_dir} has no validation clips: add validation_list.txt or more speakers")
+
+    started = time.monotonic()
+    train_audio = load_split(index, "training", keywords, config)
+    val_audio = load_split(index, "validation", keywords, config)
+    val_waveforms, val_labels = fixed_examples(val_audio, config)
+    skipped = len(train_audio.skipped) + len(val_audio.skipped)
+    echo(f"data: {len(train_audio.labels)} training and {len(val_audio.labels)} validation clips, "
+         f"{len(train_audio.noise) / config.features.sample_rate:.0f} s of training noise, "
+         f"{skipped} unreadable file(s) skipped; labels: {', '.join(labels)}")
+
+    model = KeywordLSTM(len(labels), config.features, config.model)
+    if state is None:
+        model.set_normalisation(*_normalisation(model, train_audio))
+    else:
+        model, _, _ = model_from_checkpoint(state, run_dir / LAST)
+    size_kb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1024
+    echo(f"model: KeywordLSTM, {model.parameter_count:,} parameters ({size_kb:.0f} KiB float32)")
+
+    steps_per_epoch = math.ceil(len(draw_examples(train_audio, config.data, torch.Generator())) / config.train.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.learning_rate,
+                                  weight_decay=config.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps_per_epoch))
+    history, best, start_epoch = [], -1.0, 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best, start_epoch = list(state["history"]), float(state["best_accuracy"]), int(state["epoch"])
+        echo(f"resuming after epoch {start_epoch} (best validation accuracy so far {100 * best:.2f}%)")
+
+    for epoch in range(start_epoch, config.train.epochs):
+        epoch_start = time.monotonic()
+        train_loss, train_acc = _train_epoch(model, optimizer, scheduler, train_audio, config, epoch, progress)
+        val_logits = predict(model, val_waveforms)
+        val_loss = float(F.cross_entropy(val_logits, val_labels))
+        val_acc = float((val_logits.argmax(dim=1) == val_labels).float().mean())
+        history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_accuracy": round(train_acc, 5),
+                        "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5),
+                        "learning_rate": scheduler.get_last_lr()[0], "seconds": round(time.monotonic() - epoch_start, 1)})
+        improved = val_acc > best
+        best = max(best, val_acc)
+        checkpoint = {"config": config.to_dict(), "labels": list(labels), "model": model.state_dict(),
+                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                      "epoch": epoch + 1, "best_accuracy": best, "history": history,
+                      "parameter_count": model.parameter_count}
+        if improved:
+            save_checkpoint(run_dir / BEST, checkpoint)
+        save_checkpoint(run_dir / LAST, checkpoint)  # last, so a resume never lacks the best it recorded
+        _write_metrics(run_dir, history)
+        echo(f"epoch {epoch + 1:>3}/{config.train.epochs}  loss {train_loss:.3f}  acc {100 * train_acc:5.2f}%  |  "
+             f"val loss {val_loss:.3f}  acc {100 * val_acc:5.2f}%{'  *' if improved else ''}  "
+             f"({history[-1]['seconds']:.0f} s)")
+
+    atomic_write(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config.to_dict(), indent=2)))
+    best_model, _, _ = model_from_checkpoint(load_checkpoint(run_dir / BEST), run_dir / BEST)
+    report = EvalReport.from_predictions(predict(best_model, val_waveforms).argmax(dim=1), val_labels, labels)
+    echo(f"done in {time.monotonic() - started:.0f} s; best validation accuracy {100 * best:.2f}% "
+         f"({run_dir / BEST})\n{report.table()}")
+    return TrainResult(run_dir, best, config.train.epochs, model.parameter_count, skipped, report)

@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny synthetic Speech Commands-style data set that trains in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+RATE = 16000
+# Each "word" is a tone pattern a small model can learn in a few epochs; "happy" is the non-keyword.
+WORD_TONES = {"yes": (500.0, 500.0), "no": (1500.0, 1500.0), "stop": (600.0, 2400.0), "happy": (3000.0, 300.0)}
+SPEAKERS = [f"{i:08x}" for i in range(0x1000, 0x1000 + 10)]
+VALIDATION_SPEAKERS = SPEAKERS[:2]
+
+
+def tone_clip(rng: np.random.Generator, start_hz: float, end_hz: float) -> np.ndarray:
+    """A 0.4-0.6 s chirp at a random place in one second, with a little noise."""
+    length = int(rng.uniform(0.4, 0.6) * RATE)
+    freq = np.linspace(start_hz, end_hz, length)
+    tone = 0.5 * np.sin(2 * np.pi * np.cumsum(freq) / RATE) * np.hanning(length)
+    clip = rng.normal(0, 0.01, RATE)
+    start = rng.integers(0, RATE - length)
+    clip[start:start + length] += tone * rng.uniform(0.5, 1.0)
+    return clip.astype(np.float32)
+
+
+def make_dataset(root: Path, clips_per_speaker: int = 2, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    validation = []
+    for word, (f0, f1) in WORD_TONES.items():
+        (root / word).mkdir(parents=True)
+        for speaker in SPEAKERS:
+            for n in range(clips_per_speaker):
+                name = f"{speaker}_nohash_{n}.wav"
+                sf.write(root / word / name, tone_clip(rng, f0, f1), RATE, subtype="PCM_16")
+                if speaker in VALIDATION_SPEAKERS:
+                    validation.append(f"{word}/{name}")
+    noise_dir = root / "_background_noise_"
+    noise_dir.mkdir()
+    sf.write(noise_dir / "hum.wav", (0.1 * rng.standard_normal(10 * RATE)).astype(np.float32), RATE)
+    (root / "validation_list.txt").write_text("\n".join(validation) + "\n")
+    (root / "testing_list.txt").write_text("")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """Read-only shared data set; tests that change files make their own with make_dataset."""
+    return make_dataset(tmp_path_factory.mktemp("tiny_data"))
+
+
+@pytest.fixture
+def tiny_config():
+    from kws.config import Config, ModelConfig, TrainConfig
+
+    return Config(model=ModelConfig(hidden_size=24, dropout=0.0),
+                  train=TrainConfig(epochs=3, batch_size=16, learning_rate=1e-2, warmup_epochs=0.5))

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from kws.config import FeatureConfig, ModelConfig
+from kws.model import KeywordLSTM
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("samples", [800, 8000, 16000, 24000])
+def test_shapes_for_any_batch_and_length(batch, samples):
+    features = FeatureConfig()
+    config = ModelConfig(hidden_size=32)
+    model = KeywordLSTM(10, features, config).eval()
+    frames = model(torch.zeros(batch, samples))
+    assert frames.shape == (batch, features.frames(samples) // config.frame_stack, 10)
+    assert model.clip_logits(torch.zeros(batch, samples)).shape == (batch, 10)
+
+
+def test_one_second_gives_98_frames_and_32_lstm_steps():
+    assert FeatureConfig().frames(16000) == 98
+    assert ModelConfig().frame_stack == 3
+
+
+def test_default_model_is_compact():
+    assert KeywordLSTM(10, FeatureConfig(), ModelConfig()).parameter_count <= 250_000
+
+
+def test_unidirectional_frames_ignore_the_future():
+    """What lets the same weights stream: frame t depends on audio up to t only."""
+    torch.manual_seed(0)
+    model = KeywordLSTM(5, FeatureConfig(), ModelConfig(hidden_size=16)).eval()
+    audio = 0.1 * torch.randn(1, 16000)
+    changed = audio.clone()
+    changed[:, 8000:] = 0.1 * torch.randn(1, 8000)
+    with torch.no_grad():
+        a, b = model(audio), model(changed)
+    safe = FeatureConfig().frames(8000) // ModelConfig().frame_stack  # steps that end before sample 8000
+    assert torch.allclose(a[:, :safe], b[:, :safe], atol=1e-6)
+    assert not torch.allclose(a[:, safe:], b[:, safe:])
+
+
+def test_bidirectional_variant_shapes():
+    model = KeywordLSTM(4, FeatureConfig(), ModelConfig(hidden_size=8, bidirectional=True)).eval()
+    assert model(torch.zeros(2, 16000)).shape == (2, 32, 4)
+    assert model.clip_logits(torch.zeros(2, 16000)).shape == (2, 4)

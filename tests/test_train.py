@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import torch
+
+import kws.train
+from kws.checkpoint import load_checkpoint
+from kws.evaluate import evaluate_checkpoint
+from kws.train import train
+
+
+def _quiet(line):
+    pass
+
+
+def test_short_run_lowers_the_loss_and_writes_its_files(tiny_data, tiny_config, tmp_path):
+    result = train(tiny_data, tmp_path / "run", tiny_config, progress=False, echo=_quiet)
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert result.best_accuracy == max(row["val_accuracy"] for row in history)
+    assert (tmp_path / "run" / "metrics.csv").read_text().startswith("epoch,train_loss")
+    state = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert state["config"] == tiny_config.to_dict()
+    assert state["labels"] == ["_silence_", "_unknown_", "yes", "no", "stop"]
+    assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_resume_matches_an_uninterrupted_run(tiny_data, tiny_config, tmp_path, monkeypatch):
+    train(tiny_data, tmp_path / "whole", tiny_config, progress=False, echo=_quiet)
+
+    real_epoch = kws.train._train_epoch
+
+    def dies_in_third_epoch(*args):
+        if args[5] == 2:  # the epoch index
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(kws.train, "_train_epoch", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_data, tmp_path / "split", tiny_config, progress=False, echo=_quiet)
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
+    monkeypatch.setattr(kws.train, "_train_epoch", real_epoch)
+    lines = []
+    train(tiny_data, tmp_path / "split", tiny_config, resume=True, progress=False, echo=lines.append)
+    assert any("resuming after epoch 2" in line for line in lines)
+
+    whole, split = (load_checkpoint(tmp_path / name / "last.pt") for name in ("whole", "split"))
+    assert split["epoch"] == 3
+    for key, value in whole["model"].items():
+        assert torch.allclose(value, split["model"][key], atol=1e-6), key
+    drop_time = [{k: v for k, v in row.items() if k != "seconds"} for row in whole["history"]]
+    assert drop_time == [{k: v for k, v in row.items() if k != "seconds"} for row in split["history"]]
+
+
+def test_eval_writes_report_and_confusion_matrix(tiny_data, tiny_config, tmp_path):
+    train(tiny_data, tmp_path / "run", tiny_config, progress=False, echo=_quiet)
+    report, picture = evaluate_checkpoint(tmp_path / "run" / "best.pt", tiny_data, "validation", tmp_path / "out")
+    assert picture == tmp_path / "out" / "confusion_validation.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((tmp_path / "out" / "eval_validation.json").read_text())
+    assert saved["accuracy"] == report.accuracy
+    assert sum(map(sum, saved["confusion"])) == report.total == saved["clips"]
+    assert set(saved["per_class"]) == {"_silence_", "_unknown_", "yes", "no", "stop"}
