@@ -15,12 +15,26 @@ def _uniform(count: int, high: float, generator: torch.Generator) -> torch.Tenso
     return torch.rand(count, generator=generator) * high
 
 
-def noise_crops(noise: torch.Tensor, count: int, n_samples: int, generator: torch.Generator) -> torch.Tensor:
-    """`count` random windows of the noise track, [count, n_samples]; zeros when there is no noise."""
-    if len(noise) < n_samples:
+def noise_crops(noise: torch.Tensor, count: int, n_samples: int, generator: torch.Generator,
+                vary: bool = False) -> torch.Tensor:
+    """`count` random windows of the noise track, [count, n_samples]; zeros when there is no noise.
+
+    With `vary`, each window is also played at a random speed (0.7x-1.4x, which shifts its pitch) and
+    maybe backwards: a few minutes of noise recordings then stand for many more kinds of noise.
+    """
+    if len(noise) < 2 * n_samples:
         return torch.zeros(count, n_samples)
-    starts = torch.randint(0, len(noise) - n_samples + 1, (count,), generator=generator)
-    return noise[starts[:, None] + torch.arange(n_samples)]
+    rates = torch.exp(torch.empty(count).uniform_(-0.36, 0.34, generator=generator)) if vary else torch.ones(count)
+    spans = rates * (n_samples - 1)
+    starts = torch.rand(count, generator=generator) * (len(noise) - 1 - spans)
+    positions = starts[:, None] + rates[:, None] * torch.arange(n_samples)  # [count, n_samples]
+    left = positions.floor().long().clamp(max=len(noise) - 2)
+    frac = positions - left
+    crops = noise[left] * (1 - frac) + noise[left + 1] * frac  # linear interpolation
+    if vary:
+        backwards = torch.rand(count, generator=generator) < 0.5
+        crops[backwards] = crops[backwards].flip(1)
+    return crops
 
 
 def time_shift(audio: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -33,12 +47,29 @@ def time_shift(audio: torch.Tensor, max_shift: int, generator: torch.Generator) 
     return padded.gather(1, offsets[:, None] + torch.arange(n))
 
 
+def change_speed(audio: torch.Tensor, max_change: float, generator: torch.Generator) -> torch.Tensor:
+    """Play each clip at a random speed in [1 - max_change, 1 + max_change] around its centre (tempo and
+    pitch change together, as with a faster or slower speaker), keeping its length. [batch, samples]."""
+    if max_change <= 0:
+        return audio
+    batch, n = audio.shape
+    rates = 1 + (2 * torch.rand(batch, generator=generator) - 1) * max_change
+    centre = (n - 1) / 2
+    positions = centre + rates[:, None] * (torch.arange(n) - centre)  # [batch, samples], source positions
+    left = positions.floor().long()
+    frac = positions - left
+    inside = (left >= 0) & (left < n - 1)
+    left = left.clamp(0, n - 2)
+    rows = torch.arange(batch)[:, None]
+    return torch.where(inside, audio[rows, left] * (1 - frac) + audio[rows, left + 1] * frac, 0.0)
+
+
 def mix_noise(audio: torch.Tensor, noise: torch.Tensor, probability: float, gain_max: float,
               generator: torch.Generator) -> torch.Tensor:
     """Add background noise at a random level to a random share of the clips."""
     batch, n = audio.shape
     gains = _uniform(batch, gain_max, generator) * (torch.rand(batch, generator=generator) < probability)
-    return (audio + gains[:, None] * noise_crops(noise, batch, n, generator)).clamp(-1.0, 1.0)
+    return (audio + gains[:, None] * noise_crops(noise, batch, n, generator, vary=True)).clamp(-1.0, 1.0)
 
 
 def _band_masks(batch: int, size: int, count: int, max_width: int, generator: torch.Generator) -> torch.Tensor:
@@ -65,5 +96,6 @@ def spec_mask(features: torch.Tensor, config: AugmentConfig, feature_config: Fea
 
 def augment_audio(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
                   feature_config: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
+    audio = change_speed(audio, config.speed_change, generator)
     audio = time_shift(audio, feature_config.ms_to_samples(config.shift_ms), generator)
     return mix_noise(audio, noise, config.noise_probability, config.noise_gain_max, generator)

@@ -54,7 +54,8 @@ def model_from_checkpoint(state: dict, path: str | Path = "checkpoint") -> tuple
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
-        detail = str(error).strip().splitlines()[0]
+        lines = [line.strip() for line in str(error).strip().splitlines()]
+        detail = (lines[1] if len(lines) > 1 else lines[0])[:300]
         raise KwsError(f"weights in {path} do not match the config stored with them ({detail})") from None
     model.eval()
     return model, config, labels

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kws.config import Config, DataConfig, ModelConfig, TrainConfig
+from kws.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig
 from kws.errors import KwsError
 
 # flag -> (config section, field, type); flags left unset keep the stored or default value
@@ -21,10 +21,11 @@ _OVERRIDES = {
     "layers": ("model", "num_layers", int),
     "dropout": ("model", "dropout", float),
     "frame_stack": ("model", "frame_stack", int),
+    "speed_change": ("augment", "speed_change", float),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
 }
-_DEFAULTS = {"train": TrainConfig(), "model": ModelConfig(), "data": DataConfig()}
+_DEFAULTS = {"train": TrainConfig(), "model": ModelConfig(), "data": DataConfig(), "augment": AugmentConfig()}
 
 
 def _keywords(text: str) -> tuple[str, ...]:
@@ -84,7 +85,7 @@ def _train_config(args) -> Config:
         from kws.checkpoint import load_checkpoint
 
         base = Config.from_dict(load_checkpoint(last)["config"])
-    sections = {name: {} for name in ("data", "model", "train")}
+    sections = {name: {} for name in _DEFAULTS}
     for flag, (section, field, _) in _OVERRIDES.items():
         if getattr(args, flag) is not None:
             sections[section][field] = getattr(args, flag)

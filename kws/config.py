@@ -34,8 +34,14 @@ class FeatureConfig:
         return self.ms_to_samples(self.clip_ms)
 
     @property
-    def window_samples(self) -> int:  # also n_fft
+    def window_samples(self) -> int:
         return self.ms_to_samples(self.window_ms)
+
+    @property
+    def fft_samples(self) -> int:
+        """The window zero-padded to a power of two (as TF's speech_commands does): ONNX Runtime's
+        power-of-two FFT matches PyTorch's to ~1e-4, its 480-point DFT only to ~1e-2."""
+        return 1 << (self.window_samples - 1).bit_length()
 
     @property
     def hop_samples(self) -> int:
@@ -45,10 +51,11 @@ class FeatureConfig:
         return int(round(ms * self.sample_rate / 1000))
 
     def frames(self, n_samples: int) -> int:
-        """MFCC frames for n_samples of audio (no centring, so no padding at either end)."""
-        if n_samples < self.window_samples:
+        """MFCC frames for n_samples of audio (no centring, so no padding at either end). Each frame reads
+        fft_samples of input; the window's zero-padding covers the samples beyond window_samples."""
+        if n_samples < self.fft_samples:
             return 0
-        return 1 + (n_samples - self.window_samples) // self.hop_samples
+        return 1 + (n_samples - self.fft_samples) // self.hop_samples
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class AugmentConfig:
     """Training-time augmentation. Evaluation never augments."""
 
     shift_ms: int = 100
+    speed_change: float = 0.1  # ±10% speaking rate
     noise_probability: float = 0.8
     noise_gain_max: float = 0.1
     silence_gain_max: float = 1.0
@@ -88,6 +96,15 @@ class ModelConfig:
     # The LSTM reads this many MFCC frames per step: a shorter sequence to remember across, less compute.
     frame_stack: int = 3
     bidirectional: bool = False  # only the unidirectional model can stream
+    # How a clip's logits come from its per-step logits: "max" over steps (each class fires where its
+    # word ends, so a stream needs no long memory) or "last" step (bidirectional models use the mean).
+    readout: str = "max"
+
+    def __post_init__(self):
+        if self.readout not in ("max", "last"):
+            raise KwsError(f"readout must be 'max' or 'last', not {self.readout!r}")
+        if self.frame_stack < 1 or self.hidden_size < 1 or self.num_layers < 1:
+            raise KwsError("frame_stack, hidden_size and num_layers must be at least 1")
     dropout: float = 0.1
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from kws.augment import noise_crops
 from kws.config import COMMANDS, SILENCE, UNKNOWN, Config, DataConfig, FeatureConfig
 from kws.errors import KwsError
 
@@ -245,18 +246,18 @@ def draw_examples(split: SplitAudio, config: DataConfig, generator: torch.Genera
     return examples[torch.randperm(len(examples), generator=generator)]
 
 
-def make_batch(split: SplitAudio, examples: torch.Tensor, config: Config, silence_gain_max: float,
-               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Waveforms [batch, clip_samples] and labels [batch]; silence slots are cut from noise at random gain."""
-    from kws.augment import noise_crops
-
+def make_batch(split: SplitAudio, examples: torch.Tensor, config: Config, generator: torch.Generator,
+               training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms [batch, clip_samples] and labels [batch]; silence slots are cut from noise at random
+    gain (in training, from noise at a random speed and direction too)."""
     waveforms = split.waveforms[examples.clamp_min(0)].clone()
     labels = split.labels[examples.clamp_min(0)].clone()
     silent = examples < 0
     n_silent = int(silent.sum())
     if n_silent:
-        gains = torch.rand(n_silent, 1, generator=generator) * silence_gain_max
-        waveforms[silent] = gains * noise_crops(split.noise, n_silent, config.features.clip_samples, generator)
+        gains = torch.rand(n_silent, 1, generator=generator) * config.augment.silence_gain_max
+        crops = noise_crops(split.noise, n_silent, config.features.clip_samples, generator, vary=training)
+        waveforms[silent] = gains * crops
         labels[silent] = labels_for(()).index(SILENCE)
     return waveforms, labels
 
@@ -265,4 +266,4 @@ def fixed_examples(split: SplitAudio, config: Config) -> tuple[torch.Tensor, tor
     """The evaluation set of a split: the same clips, unknown share and silence cuts on every call."""
     generator = torch.Generator().manual_seed(0)
     examples = draw_examples(split, config.data, generator)
-    return make_batch(split, examples, config, config.augment.silence_gain_max, generator)
+    return make_batch(split, examples, config, generator)

@@ -29,7 +29,7 @@ class MfccFrontEnd(nn.Module):
             norm="ortho",
             log_mels=True,
             melkwargs={
-                "n_fft": config.window_samples,
+                "n_fft": config.fft_samples,
                 "win_length": config.window_samples,
                 "hop_length": config.hop_samples,
                 "n_mels": config.n_mels,

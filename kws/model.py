@@ -54,16 +54,20 @@ class KeywordLSTM(nn.Module):
 
     def clip_logits(self, audio: torch.Tensor) -> torch.Tensor:
         """[batch, samples] -> [batch, n_labels]: the last frame's logits (whole-clip mean if bidirectional)."""
-        return clip_logits_from_frames(self(audio), self.config.bidirectional)
+        return clip_logits_from_frames(self(audio), self.config)
 
     @property
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
-def clip_logits_from_frames(frame_logits: torch.Tensor, bidirectional: bool) -> torch.Tensor:
-    # A bidirectional model's last frame has seen only the first frame of its backward pass.
-    return frame_logits.mean(dim=1) if bidirectional else frame_logits[:, -1]
+def clip_logits_from_frames(frame_logits: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """[batch, steps, n_labels] -> [batch, n_labels]."""
+    if config.bidirectional:  # its last step has seen only one step of the backward pass
+        return frame_logits.mean(dim=1)
+    if config.readout == "max":
+        return frame_logits.amax(dim=1)
+    return frame_logits[:, -1]
 
 
 def stack_frames(features: torch.Tensor, stack: int) -> torch.Tensor:

@@ -74,10 +74,10 @@ def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config,
     bar = tqdm(examples.split(config.train.batch_size), desc=f"epoch {epoch + 1}/{config.train.epochs}",
                leave=False, disable=not progress, unit="batch")
     for batch in bar:
-        waveforms, labels = make_batch(audio, batch, config, config.augment.silence_gain_max, generator)
+        waveforms, labels = make_batch(audio, batch, config, generator, training=True)
         waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
         features = spec_mask(model.features(waveforms), config.augment, config.features, generator)
-        logits = clip_logits_from_frames(model.classify_frames(features), config.model.bidirectional)
+        logits = clip_logits_from_frames(model.classify_frames(features), config.model)
         loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

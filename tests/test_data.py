@@ -59,7 +59,7 @@ def test_silence_and_unknown_construction(tiny_data):
     n_keyword = 48
     assert len(examples) == n_keyword + 12 + 24
     assert int((examples < 0).sum()) == 24
-    waveforms, labels = make_batch(audio, examples, config, 1.0, torch.Generator().manual_seed(2))
+    waveforms, labels = make_batch(audio, examples, config, torch.Generator().manual_seed(2))
     assert Counter(labels.tolist()) == {0: 24, 1: 12, 2: 16, 3: 16, 4: 16}
     silence = waveforms[labels == 0]
     assert silence.shape == (24, 16000) and silence.dtype == torch.float32
