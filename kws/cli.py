@@ -53,11 +53,22 @@ def _add_train(sub) -> None:
 
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class table and confusion matrix of a checkpoint")
-    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt checkpoint or an exported .onnx model")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--split", default="validation", choices=["training", "validation", "testing"],
                    help="(default: validation)")
     p.add_argument("--out", type=Path, default=None, help="where to write the report (default: next to the checkpoint)")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write the ONNX window and streaming models, verified against PyTorch")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="window model path, e.g. models/kws.onnx; the "
+                   "streaming model goes beside it as NAME.stream.onnx")
+    p.add_argument("--data", required=True, type=Path, help="data folder whose validation clips verify the export")
+    p.add_argument("--int8", action="store_true", help="also write dynamically quantized NAME.int8.onnx copies")
+    p.add_argument("--verify-clips", type=int, default=400, help="clips compared with PyTorch")
+    p.add_argument("--stream-steps", type=int, default=1, help="LSTM steps (30 ms each) per streaming call")
 
 
 def _add_data(sub) -> None:
@@ -73,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
+    _add_export(sub)
     _add_data(sub)
     return parser
 
@@ -112,6 +124,15 @@ def _run(args) -> int:
         report, picture = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out)
         print(report.table())
         print(f"confusion matrix: {picture}")
+        return 0
+    if args.command == "export":
+        from kws.export import export_checkpoint
+
+        if args.stream_steps < 1 or args.verify_clips < 1:
+            raise KwsError("--stream-steps and --verify-clips must be at least 1")
+        report = export_checkpoint(args.checkpoint, args.out, args.data, args.int8, args.verify_clips,
+                                   args.stream_steps)
+        print(report.summary())
         return 0
     if args.command == "data":
         from kws.download import download_speech_commands

@@ -91,7 +91,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden_size: int = 160
+    hidden_size: int = 192
     num_layers: int = 1
     # The LSTM reads this many MFCC frames per step: a shorter sequence to remember across, less compute.
     frame_stack: int = 3
@@ -110,7 +110,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 80
     batch_size: int = 128
     learning_rate: float = 3e-3
     weight_decay: float = 1e-2

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from kws.config import Config
 from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
 from kws.data import SPLITS, fixed_examples, load_split, scan
 from kws.errors import KwsError
@@ -97,13 +98,33 @@ def save_confusion_png(report: EvalReport, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _predictor(path: Path):
+    """(waveforms -> logits, config, labels) for a .pt checkpoint or an exported .onnx window model."""
+    if path.suffix != ".onnx":
+        model, config, labels = model_from_checkpoint(load_checkpoint(path), path)
+        return (lambda waveforms: predict(model, waveforms)), config, labels
+    from kws.export import onnx_session, run_window
+
+    if not path.is_file():
+        raise KwsError(f"model {path} does not exist")
+    try:
+        session = onnx_session(path)
+        meta = session.get_modelmeta().custom_metadata_map
+        config, labels = Config.from_dict(json.loads(meta["config"])), tuple(json.loads(meta["labels"]))
+    except KwsError:
+        raise
+    except Exception as error:
+        raise KwsError(f"{path} is not a kws ONNX model ({str(error).splitlines()[0][:200]})") from None
+    return (lambda waveforms: torch.from_numpy(run_window(session, waveforms.numpy()))), config, labels
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str = "validation",
                         out_dir: str | Path | None = None) -> tuple[EvalReport, Path]:
     """Evaluate a checkpoint on a split; writes eval_<split>.json and confusion_<split>.png to out_dir
     (default: the checkpoint's folder). Returns the report and the picture's path."""
     if split not in SPLITS:
         raise KwsError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    model, config, labels = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
+    predict_fn, config, labels = _predictor(Path(checkpoint))
     index = scan(data_dir, config.data)
     missing = [w for w in labels[2:] if w not in index.words]
     if missing:
@@ -112,7 +133,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str
         raise KwsError(f"{data_dir} has no clips in the {split} split")
     audio = load_split(index, split, labels[2:], config)
     waveforms, targets = fixed_examples(audio, config)
-    report = EvalReport.from_predictions(predict(model, waveforms).argmax(dim=1), targets, labels)
+    report = EvalReport.from_predictions(predict_fn(waveforms).argmax(dim=1), targets, labels)
     out = Path(out_dir) if out_dir else Path(checkpoint).parent
     picture = out / f"confusion_{split}.png"
     save_confusion_png(report, picture, f"{Path(checkpoint).name} on {split}")

@@ -7,6 +7,7 @@ so a run stopped at any point and resumed gives the same model as one that was n
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -123,9 +124,11 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
           progress: bool = True, echo: Callable[[str], None] | None = None) -> TrainResult:
     echo = echo or (lambda line: print(line, flush=True))  # flushed: logs are often piped to a file
     run_dir = Path(run_dir)
-    state = _start_state(run_dir, config, resume)
     index = scan(data_dir, config.data)
     keywords = resolve_keywords(config.data.keywords, index.words)
+    # Store the words themselves, so the checkpoint and the exported model say which words they know.
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, keywords=keywords))
+    state = _start_state(run_dir, config, resume)
     labels = labels_for(keywords)
     if state is not None and tuple(state["labels"]) != labels:
         raise KwsError(f"{run_dir / LAST} has labels {state['labels']}, but this data gives {list(labels)}")

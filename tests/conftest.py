@@ -57,3 +57,33 @@ def tiny_config():
 
     return Config(model=ModelConfig(hidden_size=24, dropout=0.0),
                   train=TrainConfig(epochs=3, batch_size=16, learning_rate=1e-2, warmup_epochs=0.5))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_data):
+    """A small model trained on the tone words and exported with int8 copies: (report, checkpoint path)."""
+    from kws.config import Config, ModelConfig, TrainConfig
+    from kws.export import export_checkpoint
+    from kws.train import train
+
+    root = tmp_path_factory.mktemp("tiny_export")
+    config = Config(model=ModelConfig(hidden_size=32, dropout=0.0),
+                    train=TrainConfig(epochs=12, batch_size=16, learning_rate=1e-2, warmup_epochs=0.5))
+    train(tiny_data, root / "run", config, progress=False, echo=lambda line: None)
+    report = export_checkpoint(root / "run" / "best.pt", root / "models" / "kws.onnx", tiny_data, int8=True)
+    return report, root / "run" / "best.pt"
+
+
+def tone_stream(words: list[tuple[str, float]], seconds: float, seed: int = 0, noise: float = 0.01):
+    """A long recording with tone words starting at the given times; returns (audio, word end times)."""
+    rng = np.random.default_rng(seed)
+    audio = rng.normal(0, noise, int(seconds * RATE)).astype(np.float32)
+    ends = []
+    for word, start_s in words:
+        length = int(0.5 * RATE)
+        freq = np.linspace(*WORD_TONES[word], length)
+        tone = 0.5 * np.sin(2 * np.pi * np.cumsum(freq) / RATE) * np.hanning(length)
+        start = int(start_s * RATE)
+        audio[start:start + length] += tone.astype(np.float32)
+        ends.append((start + length) / RATE)
+    return audio, ends

@@ -1,0 +1,162 @@
+"""`python -m edge.listen`: hear keywords from the microphone (or a file, or stdin) and print each one.
+
+    python -m edge.listen                      # default microphone, shipped model
+    python -m edge.listen --wav clip.wav --json
+    arecord -f S16_LE -r 16000 -c 1 -t raw | python -m edge.listen --stdin
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edge.detect import Detection
+from edge.errors import EdgeError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "kws.onnx"
+CHUNK_MS = 100
+FLUSH_MS = 500  # silence fed after a file ends, so a word in its last moments still completes
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler to unwind like Ctrl+C does."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m edge.listen", description="Offline keyword spotting.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="exported kws window model (.onnx)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--wav", type=Path, metavar="FILE", help="process a sound file instead of the microphone")
+    source.add_argument("--stdin", action="store_true", help="read raw 16-bit mono PCM at 16 kHz from stdin")
+    p.add_argument("--realtime", action="store_true", help="with --wav: pace the file at real-time speed")
+    p.add_argument("--device", default=None, help="input device number or name (see --list-devices)")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="score needed to report a keyword, 0..1 (default: the model's own thresholds)")
+    p.add_argument("--json", action="store_true", help="one JSON object per detection per line")
+    p.add_argument("--record", type=Path, default=None, metavar="OUT.wav",
+                   help="also save the audio as heard (16 kHz mono), to check a microphone set-up")
+    p.add_argument("--window-only", action="store_true", help="ignore the streaming model (slower; for comparison)")
+    return p
+
+
+def _device(value: str | None) -> int | str | None:
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def _paced(chunks: Iterator[np.ndarray], rate: int) -> Iterator[np.ndarray]:
+    start, sent = time.monotonic(), 0
+    for chunk in chunks:
+        sent += len(chunk)
+        time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        yield chunk
+
+
+def _emit(detection: Detection, as_json: bool) -> None:
+    if as_json:
+        line = json.dumps({"label": detection.label, "score": round(detection.score, 4),
+                           "time": round(detection.time_s, 3)})
+    else:
+        line = f"{detection.time_s:8.2f} s  {detection.label:<10} {detection.score:.2f}"
+    print(line, flush=True)
+
+
+class _Recorder:
+    """--record: writes to a temporary name and renames it when listening ends, so no half file remains."""
+
+    def __init__(self, path: Path | None, rate: int):
+        self._path, self._file = path, None
+        if path is not None:
+            import soundfile as sf
+
+            self._tmp = path.with_name(f".{path.name}.part")
+            self._file = sf.SoundFile(str(self._tmp), "w", samplerate=rate, channels=1, subtype="PCM_16",
+                                      format="WAV")
+
+    def write(self, chunk: np.ndarray) -> None:
+        if self._file is not None:
+            self._file.write(np.clip(chunk, -1.0, 1.0))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._tmp.replace(self._path)
+            self._file = None
+
+
+def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool) -> None:
+    recorder = _Recorder(args.record, recognizer.sample_rate)
+    try:
+        for chunk in chunks:
+            recorder.write(chunk)
+            for detection in recognizer.process(chunk):
+                _emit(detection, args.json)
+        if flush:
+            for detection in recognizer.process(np.zeros(recognizer.sample_rate * FLUSH_MS // 1000, np.float32)):
+                _emit(detection, args.json)
+    finally:
+        recorder.close()
+
+
+def run(args) -> int:
+    from edge.runtime import Recognizer
+    from edge.sources import Microphone, file_chunks, list_devices, stdin_chunks
+
+    if args.list_devices:
+        print(list_devices())
+        return 0
+    recognizer = Recognizer.from_onnx(args.model, threshold=args.threshold, streaming=not args.window_only)
+    rate = recognizer.sample_rate
+    chunk = rate * CHUNK_MS // 1000
+    if args.wav is not None:
+        chunks = file_chunks(args.wav, rate, chunk)
+        _listen(args, recognizer, _paced(chunks, rate) if args.realtime else chunks, flush=True)
+    elif args.stdin:
+        _listen(args, recognizer, stdin_chunks(rate, chunk), flush=True)
+    else:
+        with Microphone(rate, _device(args.device)) as microphone:
+            print(f"listening on {microphone.device_name} ({microphone.device_rate} Hz) for "
+                  f"{', '.join(l for l in recognizer.labels if not l.startswith('_'))}; Ctrl+C stops",
+                  file=sys.stderr, flush=True)
+            try:
+                _listen(args, recognizer, microphone.chunks(), flush=False)
+            finally:
+                if microphone.overflows:
+                    print(f"{microphone.overflows} input overflow(s): audio was dropped", file=sys.stderr)
+    if recognizer.dropped_chunks:
+        print(f"{recognizer.dropped_chunks} chunk(s) with NaN/inf samples were dropped", file=sys.stderr)
+    return 0
+
+
+def _raise_stop(signum, frame):
+    raise _Stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="edge.listen: %(levelname)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        return run(args)
+    except EdgeError as error:
+        print(f"edge.listen: error: {error}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, _Stop):
+        return 0
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Load an exported model and turn any stream of 16 kHz audio into keyword detections.
+
+Uses the streaming twin of the model when it lies beside the window model: each call then costs one
+chunk of audio, not a whole second. The metadata says everything (labels, rates, sizes, defaults); nothing
+here is specific to one model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.detect import Detection, Detector, DetectorSettings
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the ONNX metadata of a window model promises."""
+
+    path: Path
+    labels: tuple[str, ...]
+    sample_rate: int
+    clip_samples: int
+    readout: str  # how per-step logits become a clip's logits: "max" over the last clip, or "last"
+    stream: dict  # file, context_samples, step_samples, steps, state_shape
+    detection: dict  # default DetectorSettings fields chosen for this model
+
+    @property
+    def stream_path(self) -> Path | None:
+        path = self.path.with_name(self.stream.get("file", "")) if self.stream.get("file") else None
+        return path if path is not None and path.is_file() else None
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1  # one hop of audio is tiny: threads cost more than they give
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EdgeError(f"{path} is not a usable ONNX model ({detail[:200]})") from None
+
+
+def read_model_info(path: str | Path, session=None) -> ModelInfo:
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeError(f"model {path} not found; pass --model PATH to an exported kws .onnx file")
+    session = session or _session(path)
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        labels = tuple(json.loads(meta["labels"]))
+        info = ModelInfo(path, labels, int(meta["sample_rate"]), int(meta["clip_samples"]),
+                         json.loads(meta.get("config", "{}")).get("model", {}).get("readout", "last"),
+                         json.loads(meta.get("stream", "{}")), json.loads(meta.get("detection", "{}")))
+    except (KeyError, ValueError, TypeError) as error:
+        raise EdgeError(f"{path} lacks kws metadata ({error}); export it with `kws export`") from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].shape[-1] != info.clip_samples or len(inputs[0].shape) != 2:
+        raise EdgeError(f"{path} takes {[(i.name, i.shape) for i in inputs]}, not audio "
+                        f"[batch, {info.clip_samples}]: is it a kws window model?")
+    return info
+
+
+class _StreamScorer:
+    """The streaming model: carries `context` samples and the LSTM state from call to call."""
+
+    def __init__(self, session, info: ModelInfo):
+        self._session = session
+        self._context = int(info.stream["context_samples"])
+        self._advance = int(info.stream["step_samples"]) * int(info.stream["steps"])
+        self._state_shape = tuple(info.stream["state_shape"])
+        self.reset()
+
+    def reset(self) -> None:
+        self._buffer = np.zeros(self._context, np.float32)  # as if the stream began after silence
+        self._h = self._c = np.zeros(self._state_shape, np.float32)
+
+    def push(self, audio: np.ndarray) -> list[np.ndarray]:
+        """New samples in; logits [n_labels] of every LSTM step they complete out."""
+        self._buffer = np.concatenate([self._buffer, audio])
+        out = []
+        while len(self._buffer) >= self._context + self._advance:
+            chunk = self._buffer[None, : self._context + self._advance]
+            logits, self._h, self._c = self._session.run(
+                ["logits", "h_out", "c_out"], {"audio": chunk, "h": self._h, "c": self._c})
+            out.extend(logits[0])
+            self._buffer = self._buffer[self._advance:]
+        return out
+
+
+class _WindowScorer:
+    """Fallback without a streaming model: the window model on the last clip, once per step."""
+
+    def __init__(self, session, info: ModelInfo, step_samples: int):
+        self._session = session
+        self._clip = info.clip_samples
+        self._step = step_samples
+        self.reset()
+
+    def reset(self) -> None:
+        self._window = np.zeros(self._clip, np.float32)
+        self._pending = np.zeros(0, np.float32)
+
+    def push(self, audio: np.ndarray) -> list[np.ndarray]:
+        self._pending = np.concatenate([self._pending, audio])
+        out = []
+        while len(self._pending) >= self._step:
+            self._window = np.concatenate([self._window[self._step:], self._pending[: self._step]])
+            self._pending = self._pending[self._step:]
+            out.append(self._session.run(["logits"], {"audio": self._window[None]})[0][0])
+        return out
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+class Recognizer:
+    """Streaming keyword recognizer.
+
+    >>> recognizer = Recognizer.from_onnx("models/kws.onnx")
+    >>> for chunk in chunks:  # float32 mono at recognizer.sample_rate, any length
+    ...     for detection in recognizer.process(chunk):
+    ...         print(detection.label, detection.time_s)
+
+    Results do not depend on how the audio is cut into chunks: audio is consumed in fixed model steps.
+    """
+
+    def __init__(self, info: ModelInfo, scorer, step_samples: int, settings: DetectorSettings):
+        self._info = info
+        self._scorer = scorer
+        self._step_samples = step_samples
+        self._detector = Detector(info.labels, settings)
+        clip_steps = max(1, (info.clip_samples - int(info.stream.get("context_samples", 0))) // step_samples)
+        # The window model reads a clip as the max of its step logits; a stream reads the last clip's worth.
+        self._readout_steps = clip_steps if (info.readout == "max" and isinstance(scorer, _StreamScorer)) else 1
+        self.reset()
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, threshold: float | None = None, settings: DetectorSettings | None = None,
+                  streaming: bool = True) -> Recognizer:
+        """Load a window model (and its streaming twin beside it, unless `streaming` is False).
+        `threshold` overrides the model's own thresholds, all keywords alike."""
+        path = Path(path)
+        info = read_model_info(path, None)
+        if settings is None:
+            settings = DetectorSettings(**info.detection)
+        if threshold is not None:
+            if not 0.0 < threshold <= 1.0:
+                raise EdgeError(f"threshold must be in (0, 1], not {threshold}")
+            settings = DetectorSettings(threshold, settings.average_ms, settings.suppression_ms, None)
+        step = int(info.stream.get("step_samples") or info.sample_rate * 30 // 1000)
+        stream_path = info.stream_path if streaming else None
+        if stream_path is not None:
+            scorer = _StreamScorer(_session(stream_path), info)
+        else:
+            scorer = _WindowScorer(_session(path), info, step)
+        return cls(info, scorer, step, settings)
+
+    @property
+    def sample_rate(self) -> int:
+        return self._info.sample_rate
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._info.labels
+
+    @property
+    def settings(self) -> DetectorSettings:
+        return self._detector.settings
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self._scorer, _StreamScorer)
+
+    @property
+    def dropped_chunks(self) -> int:
+        return self._dropped
+
+    @property
+    def seconds_processed(self) -> float:
+        return self._steps * self._step_samples / self._info.sample_rate
+
+    def reset(self) -> None:
+        """Forget all audio heard so far; time starts again at zero."""
+        self._scorer.reset()
+        self._detector.reset()
+        self._recent_logits: deque[np.ndarray] = deque(maxlen=self._readout_steps)
+        self._steps = 0
+        self._dropped = 0
+
+    def scores(self, chunk: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        """(time_s, class probabilities) for every model step this chunk completes, before detection."""
+        audio = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        if not np.isfinite(audio).all():
+            self._dropped += 1
+            log.warning("dropped a chunk of %d samples holding NaN or infinite values", len(audio))
+            return []
+        out = []
+        for logits in self._scorer.push(audio):
+            self._steps += 1
+            self._recent_logits.append(logits)
+            out.append((self.seconds_processed, _softmax(np.max(self._recent_logits, axis=0))))
+        return out
+
+    def process(self, chunk: np.ndarray) -> list[Detection]:
+        """Feed float32 mono audio at `sample_rate` (any length); returns the events it completes."""
+        detections = []
+        for time_s, probabilities in self.scores(chunk):
+            detection = self._detector.update(probabilities, time_s)
+            if detection is not None:
+                detections.append(detection)
+        return detections

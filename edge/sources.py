@@ -1,0 +1,155 @@
+"""Where audio comes from: a microphone, a sound file, or raw PCM on stdin.
+
+Each source yields float32 mono chunks [samples] at the rate asked for, resampling whatever the device or
+file gives (44.1 kHz, 48 kHz, ...) with soxr, which keeps state across chunks so no seams are audible.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+
+class _Resampler:
+    """Streaming resampler to `rate`; a pass-through when the rates already match."""
+
+    def __init__(self, source_rate: int, rate: int):
+        self._stream = None
+        if source_rate != rate:
+            import soxr
+
+            self._stream = soxr.ResampleStream(source_rate, rate, 1, dtype="float32")
+
+    def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
+        return audio if self._stream is None else self._stream.resample_chunk(audio, last=last)
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32, copy=False)
+
+
+def file_chunks(path: str | Path, rate: int, chunk_samples: int) -> Iterator[np.ndarray]:
+    """A WAV/FLAC/OGG file as chunks at `rate`; stereo is mixed down (with a notice)."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeError(f"audio file {path} not found")
+    try:
+        info = sf.info(str(path))
+        if info.frames == 0:
+            raise EdgeError(f"audio file {path} is empty")
+        blocks = sf.blocks(str(path), blocksize=chunk_samples, dtype="float32", always_2d=True)
+    except sf.LibsndfileError as error:
+        raise EdgeError(f"cannot read audio file {path}: {error}") from None
+    if info.channels > 1:
+        log.warning("%s has %d channels; mixing them down to mono", path, info.channels)
+    resample = _Resampler(info.samplerate, rate)
+    try:
+        for block in blocks:
+            yield resample(_mono(block))
+    except sf.LibsndfileError as error:
+        raise EdgeError(f"audio file {path} is damaged: {error}") from None
+    tail = resample(np.zeros(0, np.float32), last=True)
+    if len(tail):
+        yield tail
+
+
+def stdin_chunks(rate: int, chunk_samples: int, stream: BinaryIO | None = None) -> Iterator[np.ndarray]:
+    """Raw signed 16-bit little-endian mono PCM at `rate`, e.g. `arecord -f S16_LE -r 16000 -c 1 -t raw`."""
+    stream = stream or sys.stdin.buffer
+    leftover = b""
+    while True:
+        data = stream.read(2 * chunk_samples)
+        if not data:
+            break
+        data = leftover + data
+        usable = len(data) - len(data) % 2
+        leftover = data[usable:]
+        yield np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+
+
+def _sounddevice():
+    try:
+        import sounddevice
+    except OSError as error:  # the Python package is there, the PortAudio library is not
+        raise EdgeError(f"PortAudio is missing ({error}); install it: sudo apt-get install libportaudio2") from None
+    return sounddevice
+
+
+def list_devices() -> str:
+    devices = _sounddevice().query_devices()
+    return str(devices) if len(devices) else "no audio devices found: is a sound card or PulseAudio present?"
+
+
+class Microphone:
+    """A live input device as chunks at `rate`. Use as a context manager; the stream closes on exit.
+
+    The device runs at 16 kHz when it can, else at its own default rate (44.1/48 kHz) and is resampled.
+    Overflows (audio the program was too slow to take) are counted, not fatal.
+    """
+
+    def __init__(self, rate: int, device: int | str | None = None, block_ms: int = 50, stall_s: float = 5.0):
+        self._rate, self._device, self._block_ms, self._stall_s = rate, device, block_ms, stall_s
+        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=200)
+        self._stream = None
+        self.overflows = 0
+        self.device_rate: int | None = None
+        self.device_name: str | None = None
+
+    def _open(self):
+        sd = _sounddevice()
+        try:
+            info = sd.query_devices(self._device, "input")
+        except (ValueError, sd.PortAudioError) as error:
+            what = "no microphone found" if self._device is None else f"no input device {self._device!r}"
+            raise EdgeError(f"{what} ({error}); process a recording with --wav FILE, or see --list-devices") from None
+        self.device_name = info["name"]
+        try:
+            sd.check_input_settings(self._device, channels=1, samplerate=self._rate, dtype="float32")
+            self.device_rate = self._rate
+        except (ValueError, sd.PortAudioError):
+            self.device_rate = int(info["default_samplerate"])
+        return sd.InputStream(device=self._device, channels=1, samplerate=self.device_rate, dtype="float32",
+                              blocksize=self.device_rate * self._block_ms // 1000, callback=self._callback)
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        try:
+            self._queue.put_nowait(indata[:, 0].copy())
+        except queue.Full:  # the consumer is stuck; dropping is better than blocking the audio thread
+            self.overflows += 1
+
+    def __enter__(self) -> Microphone:
+        sd = _sounddevice()
+        try:
+            self._stream = self._open()
+            self._stream.start()
+        except sd.PortAudioError as error:
+            raise EdgeError(f"cannot open the microphone ({error}); see --list-devices, or use --wav FILE") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        resample = _Resampler(self.device_rate, self._rate)
+        while True:
+            try:
+                block = self._queue.get(timeout=self._stall_s)
+            except queue.Empty:
+                raise EdgeError(f"the microphone delivered no audio for {self._stall_s:g} s") from None
+            yield resample(block)

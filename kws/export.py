@@ -1,0 +1,300 @@
+"""`kws export`: a checkpoint -> one ONNX window model plus its streaming twin, verified with onnxruntime.
+
+Window model (the contract other programs rely on):
+    audio  float32 [batch, clip_samples] PCM in [-1, 1]  ->  logits float32 [batch, n_labels]
+Streaming model (same weights, O(chunk) per call):
+    audio  float32 [1, context + steps * step_samples], h, c float32 [layers, 1, hidden]
+    ->  logits float32 [1, steps, n_labels], h_out, c_out
+`context` is one FFT frame minus one hop: the samples the first new MFCC frame needs from before the chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import kws
+from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint, save_checkpoint
+from kws.config import Config
+from kws.errors import KwsError
+from kws.model import KeywordLSTM, clip_logits_from_frames, stack_frames
+
+TOLERANCE = 1e-3
+STREAM_SUFFIX = ".stream.onnx"
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """Sample counts of one streaming call, derived from the feature and model settings."""
+
+    context_samples: int  # carried over from the previous call
+    step_samples: int  # new audio per LSTM step (frame_stack hops)
+    steps: int  # LSTM steps per call
+
+    @classmethod
+    def of(cls, config: Config, steps: int) -> StreamLayout:
+        f = config.features
+        return cls(f.fft_samples - f.hop_samples, f.hop_samples * config.model.frame_stack, steps)
+
+    @property
+    def chunk_samples(self) -> int:
+        return self.context_samples + self.steps * self.step_samples
+
+
+class WindowGraph(nn.Module):
+    def __init__(self, model: KeywordLSTM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return clip_logits_from_frames(self.model(audio), self.model.config)
+
+
+class StreamGraph(nn.Module):
+    def __init__(self, model: KeywordLSTM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        features = stack_frames(self.model.features(audio), self.model.config.frame_stack)
+        hidden, (h, c) = self.model.lstm(features, (h, c))
+        return self.model.head(hidden), h, c
+
+
+def metadata(config: Config, labels: tuple[str, ...], model: KeywordLSTM, layout: StreamLayout,
+             stream_file: str, detection: dict | None = None) -> dict[str, str]:
+    """Everything the device needs, as ONNX metadata_props (string values; JSON where structured)."""
+    state_shape = [config.model.num_layers, 1, config.model.hidden_size]
+    return {
+        "labels": json.dumps(list(labels)),
+        "sample_rate": str(config.features.sample_rate),
+        "clip_samples": str(config.features.clip_samples),
+        "features": json.dumps(asdict(config.features)),
+        "config": json.dumps(config.to_dict()),
+        "model_version": f"kws-edge {kws.__version__}",
+        "parameter_count": str(model.parameter_count),
+        "stream": json.dumps({"file": stream_file, **asdict(layout), "state_shape": state_shape}),
+        "detection": json.dumps(detection or {}),
+    }
+
+
+def _with_metadata(proto, props: dict[str, str]):
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto
+
+
+def _export_graph(module: nn.Module, args: tuple, names: tuple[list, list], dynamic_shapes, props, path: Path):
+    import onnx
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on torch internals are not the user's concern
+        program = torch.onnx.export(module.eval(), args, dynamo=True, input_names=names[0],
+                                    output_names=names[1], dynamic_shapes=dynamic_shapes, verbose=False)
+    proto = _with_metadata(program.model_proto, props)
+    atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
+
+
+def export_models(model: KeywordLSTM, config: Config, labels: tuple[str, ...], out: Path,
+                  stream_steps: int = 1, detection: dict | None = None) -> tuple[Path, Path]:
+    """Write the window model to `out` and the streaming model beside it (NAME.stream.onnx)."""
+    model.eval()
+    if config.model.bidirectional:
+        raise KwsError("a bidirectional model cannot stream; train a unidirectional one to export it")
+    layout = StreamLayout.of(config, stream_steps)
+    stream_path = out.with_name(out.name.removesuffix(".onnx") + STREAM_SUFFIX)
+    props = metadata(config, labels, model, layout, stream_path.name, detection)
+    batch = torch.export.Dim("batch", min=1)
+    _export_graph(WindowGraph(model), (torch.zeros(2, config.features.clip_samples),), (["audio"], ["logits"]),
+                  {"audio": {0: batch}}, props | {"role": "window"}, out)
+    h, c = (torch.zeros(config.model.num_layers, 1, config.model.hidden_size) for _ in range(2))
+    # h and c must be distinct tensors: the exporter wires one tensor passed twice to both LSTM inputs.
+    _export_graph(StreamGraph(model), (torch.zeros(1, layout.chunk_samples), h, c),
+                  (["audio", "h", "c"], ["logits", "h_out", "c_out"]), None, props | {"role": "stream"}, stream_path)
+    return out, stream_path
+
+
+@dataclass(frozen=True)
+class Parity:
+    clips: int
+    max_logit_diff: float  # window ONNX vs PyTorch
+    argmax_mismatches: int
+    stream_clips: int
+    max_stream_diff: float  # streaming ONNX fed in chunks vs PyTorch per-step logits
+
+    @property
+    def ok(self) -> bool:
+        return (self.max_logit_diff <= TOLERANCE and self.argmax_mismatches == 0
+                and self.max_stream_diff <= TOLERANCE)
+
+
+def onnx_session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_window(session, waveforms: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """[clips, clip_samples] -> logits [clips, n_labels] through a window ONNX model."""
+    return np.concatenate([session.run(["logits"], {"audio": waveforms[i:i + batch_size]})[0]
+                           for i in range(0, len(waveforms), batch_size)])
+
+
+def run_stream(session, layout: StreamLayout, state_shape, audio: np.ndarray) -> np.ndarray:
+    """Feed one clip [samples] in chunks from a zero state -> per-step logits [steps, n_labels]."""
+    h = c = np.zeros(state_shape, np.float32)
+    outputs, start = [], 0
+    while start + layout.chunk_samples <= len(audio):
+        chunk = audio[None, start:start + layout.chunk_samples]
+        logits, h, c = session.run(["logits", "h_out", "c_out"], {"audio": chunk, "h": h, "c": c})
+        outputs.append(logits[0])
+        start += layout.steps * layout.step_samples
+    return np.concatenate(outputs)
+
+
+def verify(model: KeywordLSTM, config: Config, window_path: Path, stream_path: Path, waveforms: torch.Tensor,
+           stream_clips: int = 32) -> Parity:
+    """Compare both ONNX models with PyTorch on real clips."""
+    with torch.no_grad():
+        frames = model(waveforms)  # [clips, steps, n_labels]
+    expected = clip_logits_from_frames(frames, config.model).numpy()
+    window = run_window(onnx_session(window_path), waveforms.numpy())
+    stream_session = onnx_session(stream_path)
+    stream_meta = json.loads(stream_session.get_modelmeta().custom_metadata_map["stream"])
+    layout = StreamLayout(stream_meta["context_samples"], stream_meta["step_samples"], stream_meta["steps"])
+    stream_diff = 0.0
+    n_stream = min(stream_clips, len(waveforms))
+    for i in range(n_stream):
+        steps = run_stream(stream_session, layout, stream_meta["state_shape"], waveforms[i].numpy())
+        reference = frames[i, : len(steps)].numpy()
+        stream_diff = max(stream_diff, float(np.abs(steps - reference).max()))
+    return Parity(
+        clips=len(waveforms),
+        max_logit_diff=float(np.abs(window - expected).max()),
+        argmax_mismatches=int((window.argmax(1) != expected.argmax(1)).sum()),
+        stream_clips=n_stream,
+        max_stream_diff=stream_diff,
+    )
+
+
+def quantize_int8(src: Path, dst: Path) -> Path:
+    """Dynamically quantized copy: LSTM and head weights to int8; the MFCC front end (mel and DCT
+    matrices) stays float. Constant folding first turns the exporter's weight plumbing into plain
+    initializers, which is what the quantizer looks for."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as work:
+        folded = Path(work) / "folded.onnx"
+        quant_pre_process(str(src), str(folded), skip_symbolic_shape=True)
+        graph = onnx.load(str(folded)).graph
+        front_end = [n.name for n in graph.node if any("front_end" in name for name in n.input)]
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer logs generic advice through the root logger
+        try:
+            atomic_write(dst, lambda tmp: quantize_dynamic(str(folded), str(tmp), weight_type=QuantType.QInt8,
+                                                           op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
+                                                           nodes_to_exclude=front_end))
+        finally:
+            root.setLevel(level)
+    quantized = onnx.load(str(dst))
+    _with_metadata(quantized, {p.key: p.value for p in onnx.load(str(src)).metadata_props})
+    atomic_write(dst, lambda tmp: onnx.save(quantized, str(tmp)))
+    return dst
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    window: Path
+    stream: Path
+    parity: Parity
+    accuracy: float  # window ONNX on the validation set
+    int8: Path | None = None
+    int8_stream: Path | None = None
+    int8_accuracy: float | None = None
+
+    def summary(self) -> str:
+        p = self.parity
+        lines = [f"window model  {self.window} ({self.window.stat().st_size / 1024:.0f} KiB)",
+                 f"stream model  {self.stream} ({self.stream.stat().st_size / 1024:.0f} KiB)",
+                 f"parity on {p.clips} validation clips: max |logit diff| {p.max_logit_diff:.2e}, "
+                 f"{p.argmax_mismatches} argmax mismatches; streamed in chunks ({p.stream_clips} clips): "
+                 f"max diff {p.max_stream_diff:.2e} (limit {TOLERANCE:g})",
+                 f"validation accuracy (ONNX, float): {100 * self.accuracy:.2f}%"]
+        if self.int8 is not None:
+            lines.append(f"int8 models   {self.int8} ({self.int8.stat().st_size / 1024:.0f} KiB), {self.int8_stream}")
+            lines.append(f"validation accuracy (ONNX, int8):  {100 * self.int8_accuracy:.2f}% "
+                         f"({100 * (self.int8_accuracy - self.accuracy):+.2f} points)")
+        return "\n".join(lines)
+
+
+def _accuracy(path: Path, waveforms: torch.Tensor, labels: torch.Tensor) -> float:
+    logits = run_window(onnx_session(path), waveforms.numpy())
+    return float((logits.argmax(1) == labels.numpy()).mean())
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | Path, int8: bool = False,
+                      verify_clips: int = 400, stream_steps: int = 1) -> ExportReport:
+    """Export, verify against PyTorch on real validation clips, and only then put the files in place."""
+    from kws.data import fixed_examples, load_split, scan
+
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise KwsError(f"--out must name an .onnx file, not {out}")
+    model, config, labels = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
+    audio = load_split(scan(data_dir, config.data), "validation", labels[2:], config)
+    waveforms, targets = fixed_examples(audio, config)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export.") as staging:
+        window, stream = export_models(model, config, labels, Path(staging) / out.name, stream_steps)
+        parity = verify(model, config, window, stream, waveforms[:verify_clips])
+        if not parity.ok:
+            raise KwsError(f"exported model disagrees with PyTorch: {parity}; nothing was written")
+        accuracy = _accuracy(window, waveforms, targets)
+        labels_file = Path(staging) / "labels.txt"
+        labels_file.write_text("\n".join(labels) + "\n")  # for people and for programs that skip the metadata
+        weights = Path(staging) / (out.name.removesuffix(".onnx") + ".pt")
+        save_checkpoint(weights, {"config": config.to_dict(), "labels": list(labels), "model": model.state_dict(),
+                                  "parameter_count": model.parameter_count})  # no optimizer: for eval and export
+        staged = [window, stream, labels_file, weights]
+        q_window = q_stream = q_accuracy = None
+        if int8:
+            q_window = quantize_int8(window, window.with_name(out.name.removesuffix(".onnx") + ".int8.onnx"))
+            q_stream = quantize_int8(stream, stream.with_name(out.name.removesuffix(".onnx") + ".int8" + STREAM_SUFFIX))
+            _point_to_stream(q_window, q_stream.name)
+            q_accuracy = _accuracy(q_window, waveforms, targets)
+            staged += [q_window, q_stream]
+        for path in staged:
+            os.replace(path, out.parent / path.name)
+
+    def placed(path: Path | None) -> Path | None:
+        return None if path is None else out.parent / path.name
+
+    return ExportReport(placed(window), placed(stream), parity, accuracy, placed(q_window), placed(q_stream),
+                        q_accuracy)
+
+
+def _point_to_stream(window: Path, stream_name: str) -> None:
+    """Make a window model's metadata name its own streaming twin."""
+    import onnx
+
+    proto = onnx.load(str(window))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props["stream"] = json.dumps({**json.loads(props["stream"]), "file": stream_name})
+    atomic_write(window, lambda tmp: onnx.save(_with_metadata(proto, props), str(tmp)))

@@ -1,0 +1,191 @@
+"""The device runtime on a small exported model: chunking, files, stdin, bad input, no torch."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+from onnx import TensorProto, helper
+
+from edge import EdgeError, Recognizer
+from edge.listen import main
+
+from conftest import RATE, tone_stream
+
+WORDS = [("yes", 1.0), ("stop", 3.0), ("happy", 5.0), ("yes", 7.2)]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def model(tiny_export) -> Path:
+    return tiny_export[0].window
+
+
+@pytest.fixture(scope="module")
+def stream_wav(tmp_path_factory) -> Path:
+    audio, _ = tone_stream(WORDS, 9.0)
+    path = tmp_path_factory.mktemp("wav") / "stream.wav"
+    sf.write(path, audio, RATE, subtype="PCM_16")
+    return path
+
+
+def _feed(recognizer, audio, sizes):
+    recognizer.reset()
+    out, start, i = [], 0, 0
+    while start < len(audio):
+        size = sizes[i % len(sizes)]
+        out += recognizer.process(audio[start:start + size])
+        start, i = start + size, i + 1
+    return out
+
+
+def test_results_do_not_depend_on_chunk_size(model):
+    recognizer = Recognizer.from_onnx(model, threshold=0.5)
+    audio, _ = tone_stream(WORDS, 9.0)
+    reference = _feed(recognizer, audio, [160])
+    assert len(reference) >= 2
+    for sizes in ([1000], [4000], [1, 7, 480, 3333, 90]):
+        assert _feed(recognizer, audio, sizes) == reference
+    recognizer.reset()
+    scores = recognizer.scores(audio)
+    recognizer.reset()
+    chunked = [s for i in range(0, len(audio), 777) for s in recognizer.scores(audio[i:i + 777])]
+    assert len(scores) == len(chunked) == len(audio) // 480
+    assert all(a[0] == b[0] and np.array_equal(a[1], b[1]) for a, b in zip(scores, chunked))
+
+
+def test_public_surface(model):
+    recognizer = Recognizer.from_onnx(model)
+    assert recognizer.sample_rate == 16000
+    assert recognizer.labels == ("_silence_", "_unknown_", "yes", "no", "stop")
+    assert recognizer.streaming
+    with pytest.raises(AttributeError):
+        recognizer.sample_rate = 8000
+
+
+def test_window_only_fallback_hears_the_same_words(model):
+    audio, _ = tone_stream(WORDS, 9.0)
+    streamed = {d.label for d in _feed(Recognizer.from_onnx(model, threshold=0.5), audio, [1600])}
+    window = Recognizer.from_onnx(model, threshold=0.5, streaming=False)
+    assert not window.streaming
+    assert {d.label for d in _feed(window, audio, [1600])} == streamed
+
+
+def test_nan_chunk_is_dropped_and_stream_goes_on(model):
+    recognizer = Recognizer.from_onnx(model)
+    assert recognizer.process(np.full(1000, np.nan, np.float32)) == []
+    assert recognizer.process(np.array([0.0, np.inf], np.float32)) == []
+    assert recognizer.dropped_chunks == 2
+    recognizer.process(np.zeros(4800, np.float32))
+    assert recognizer.seconds_processed == pytest.approx(0.3)
+
+
+def test_listen_wav_json(model, stream_wav, capsys):
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events and all(set(e) == {"label", "score", "time"} for e in events)
+    assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+
+
+def test_stereo_44k_file_gives_the_same_words(model, stream_wav, tmp_path, capsys, caplog):
+    audio, _ = sf.read(stream_wav, dtype="float32")
+    import soxr
+
+    stereo = np.stack([soxr.resample(audio, RATE, 44100)] * 2, axis=1)
+    sf.write(tmp_path / "stereo.wav", stereo, 44100, subtype="PCM_24")
+    main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5"])
+    mono = [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
+    assert main(["--model", str(model), "--wav", str(tmp_path / "stereo.wav"), "--json", "--threshold", "0.5"]) == 0
+    out = capsys.readouterr()
+    assert [json.loads(line)["label"] for line in out.out.splitlines()] == mono
+    assert "2 channels; mixing them down" in caplog.text
+
+
+def test_runs_with_torch_unimportable(model, stream_wav):
+    """The device side must never need PyTorch: run it where importing torch fails."""
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'torchaudio', 'librosa'):\n"
+        "    sys.modules[name] = None  # any import of these now raises ImportError\n"
+        "from edge.listen import main\n"
+        f"rc = main(['--model', {str(model)!r}, '--wav', {str(stream_wav)!r}, '--json', '--threshold', '0.5'])\n"
+        "assert rc == 0, rc\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["label"] for line in result.stdout.splitlines()]
+
+
+def test_stdin_raw_pcm(model, stream_wav, capsys):
+    audio, _ = sf.read(stream_wav, dtype="int16")
+    result = subprocess.run([sys.executable, "-m", "edge.listen", "--model", str(model), "--stdin", "--json",
+                             "--threshold", "0.5"], input=audio.tobytes(), capture_output=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5"])
+    assert result.stdout.decode().splitlines() == capsys.readouterr().out.splitlines()
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("edge.listen: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _onnx_file(path: Path, input_shape, metadata: dict) -> Path:
+    graph = helper.make_graph([helper.make_node("Identity", ["audio"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("audio", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, input_shape)])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_bad_models(tmp_path, stream_wav, capsys):
+    wav = ["--wav", str(stream_wav)]
+    assert main(["--model", str(tmp_path / "missing.onnx"), *wav]) == 2
+    assert "not found" in _error(capsys)
+    (tmp_path / "text.onnx").write_text("not a model")
+    assert main(["--model", str(tmp_path / "text.onnx"), *wav]) == 2
+    assert "not a usable ONNX model" in _error(capsys)
+    assert main(["--model", str(_onnx_file(tmp_path / "bare.onnx", ["batch", 16000], {})), *wav]) == 2
+    assert "lacks kws metadata" in _error(capsys)
+    meta = {"labels": '["_silence_", "_unknown_", "yes"]', "sample_rate": "16000", "clip_samples": "16000"}
+    assert main(["--model", str(_onnx_file(tmp_path / "short.onnx", ["batch", 8000], meta)), *wav]) == 2
+    assert "[batch, 16000]" in _error(capsys)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, I am text\n", b"RIFF\x24\x00\x00\x00WAVEfmt "])
+def test_bad_audio_files(model, tmp_path, capsys, content):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    assert main(["--model", str(model), "--wav", str(path)]) == 2
+    assert "bad.wav" in _error(capsys)
+
+
+def test_missing_audio_file_and_bad_threshold(model, tmp_path, stream_wav, capsys):
+    assert main(["--model", str(model), "--wav", str(tmp_path / "nothing.wav")]) == 2
+    assert "not found" in _error(capsys)
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--threshold", "3"]) == 2
+    assert "threshold" in _error(capsys)
+
+
+def test_recorder_leaves_a_whole_file(model, stream_wav, tmp_path):
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--record", str(tmp_path / "heard.wav")]) == 0
+    heard, rate = sf.read(tmp_path / "heard.wav")
+    assert rate == 16000 and len(heard) == sf.info(stream_wav).frames
+    assert [p.name for p in tmp_path.iterdir()] == ["heard.wav"]
+
+
+def test_recognizer_api_errors(tmp_path):
+    with pytest.raises(EdgeError, match="not found"):
+        Recognizer.from_onnx(tmp_path / "none.onnx")

@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import kws.export
+from kws.checkpoint import load_checkpoint, model_from_checkpoint
+from kws.cli import main
+from kws.data import fixed_examples, load_split, scan
+from kws.export import StreamLayout, export_checkpoint, onnx_session, run_stream, run_window
+
+
+def _meta(path) -> dict:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_window_model_contract(tiny_export):
+    report, checkpoint = tiny_export
+    model = onnx.load(str(report.window))
+    (audio,) = model.graph.input
+    assert audio.name == "audio" and audio.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    batch, samples = audio.type.tensor_type.shape.dim
+    assert batch.dim_param and samples.dim_value == 16000
+    assert model.graph.output[0].name == "logits"
+    meta = _meta(report.window)
+    state = load_checkpoint(checkpoint)
+    assert json.loads(meta["labels"]) == state["labels"] == ["_silence_", "_unknown_", "yes", "no", "stop"]
+    assert meta["sample_rate"] == "16000" and meta["clip_samples"] == "16000"
+    assert json.loads(meta["features"])["hop_ms"] == 10
+    assert meta["model_version"].startswith("kws-edge ")
+    assert int(meta["parameter_count"]) == state["parameter_count"]
+    session = onnx_session(report.window)
+    for batch_size in (1, 5):
+        assert session.run(None, {"audio": np.zeros((batch_size, 16000), np.float32)})[0].shape == (batch_size, 5)
+
+
+def test_onnx_matches_pytorch_on_clips(tiny_export, tiny_data):
+    report, checkpoint = tiny_export
+    assert report.parity.ok and report.parity.argmax_mismatches == 0
+    model, config, labels = model_from_checkpoint(load_checkpoint(checkpoint))
+    waveforms, _ = fixed_examples(load_split(scan(tiny_data), "validation", labels[2:], config), config)
+    with torch.no_grad():
+        frames = model(waveforms)
+        expected = model.clip_logits(waveforms).numpy()
+    assert np.abs(run_window(onnx_session(report.window), waveforms.numpy()) - expected).max() < 1e-3
+    stream = json.loads(_meta(report.stream)["stream"])
+    layout = StreamLayout(stream["context_samples"], stream["step_samples"], stream["steps"])
+    assert (layout.context_samples, layout.step_samples) == (352, 480)
+    session = onnx_session(report.stream)
+    for i in range(4):
+        steps = run_stream(session, layout, stream["state_shape"], waveforms[i].numpy())
+        assert steps.shape == (32, 5)
+        assert np.abs(steps - frames[i].numpy()).max() < 1e-3
+
+
+def test_int8_copies(tiny_export):
+    report, _ = tiny_export
+    assert report.int8.name == "kws.int8.onnx" and report.int8_stream.name == "kws.int8.stream.onnx"
+    assert json.loads(_meta(report.int8)["stream"])["file"] == "kws.int8.stream.onnx"
+    assert _meta(report.int8)["labels"] == _meta(report.window)["labels"]
+    ops = {node.op_type for node in onnx.load(str(report.int8)).graph.node}
+    assert "DynamicQuantizeLSTM" in ops or "MatMulInteger" in ops
+    assert "STFT" in ops  # the front end stays float
+    assert 0.0 <= report.int8_accuracy <= 1.0
+
+
+def test_export_that_disagrees_writes_nothing(tiny_export, tiny_data, tmp_path, monkeypatch):
+    _, checkpoint = tiny_export
+    monkeypatch.setattr(kws.export, "TOLERANCE", 0.0)
+    with pytest.raises(kws.export.KwsError, match="disagrees"):
+        export_checkpoint(checkpoint, tmp_path / "m" / "kws.onnx", tiny_data, verify_clips=4)
+    assert not [p for p in (tmp_path / "m").iterdir()]
+
+
+def test_eval_on_onnx_model(tiny_export, tiny_data, tmp_path, capsys):
+    report, checkpoint = tiny_export
+    assert main(["eval", "--checkpoint", str(report.window), "--data", str(tiny_data), "--out", str(tmp_path)]) == 0
+    onnx_accuracy = json.loads((tmp_path / "eval_validation.json").read_text())["accuracy"]
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", str(tiny_data), "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "eval_validation.json").read_text())["accuracy"] == onnx_accuracy
+    assert onnx_accuracy == pytest.approx(report.accuracy)
+
+
+def test_export_bad_paths(tiny_export, tiny_data, tmp_path, capsys):
+    _, checkpoint = tiny_export
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.txt"),
+                 "--data", str(tiny_data)]) == 2
+    assert ".onnx" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m.onnx"),
+                 "--data", str(tiny_data)]) == 2
+    assert "does not exist" in capsys.readouterr().err
