@@ -24,9 +24,11 @@ class Detection:
 
 @dataclass(frozen=True)
 class DetectorSettings:
+    # Defaults chosen on a 10-minute stream of validation clips (tools/stream_check.py); an exported
+    # model carries its own in its metadata.
     threshold: float = 0.8
-    average_ms: float = 100.0  # scores are averaged over this much of the recent past
-    suppression_ms: float = 1200.0  # no second event this soon after one
+    average_ms: float = 200.0  # scores are averaged over this much of the recent past
+    suppression_ms: float = 1500.0  # no second event this soon after one
     thresholds: Mapping[str, float] | None = None  # per-label overrides of `threshold`
 
     def threshold_of(self, label: str) -> float:

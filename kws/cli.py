@@ -69,6 +69,9 @@ def _add_export(sub) -> None:
     p.add_argument("--int8", action="store_true", help="also write dynamically quantized NAME.int8.onnx copies")
     p.add_argument("--verify-clips", type=int, default=400, help="clips compared with PyTorch")
     p.add_argument("--stream-steps", type=int, default=1, help="LSTM steps (30 ms each) per streaming call")
+    p.add_argument("--threshold", type=float, default=0.8, help="detection threshold stored for edge.listen")
+    p.add_argument("--average-ms", type=float, default=200.0, help="score smoothing window stored for edge.listen")
+    p.add_argument("--suppression-ms", type=float, default=1500.0, help="minimum time between two events")
 
 
 def _add_data(sub) -> None:
@@ -130,8 +133,11 @@ def _run(args) -> int:
 
         if args.stream_steps < 1 or args.verify_clips < 1:
             raise KwsError("--stream-steps and --verify-clips must be at least 1")
+        if not 0 < args.threshold <= 1 or args.average_ms < 0 or args.suppression_ms < 0:
+            raise KwsError("--threshold must be in (0, 1]; --average-ms and --suppression-ms at least 0")
+        detection = {"threshold": args.threshold, "average_ms": args.average_ms, "suppression_ms": args.suppression_ms}
         report = export_checkpoint(args.checkpoint, args.out, args.data, args.int8, args.verify_clips,
-                                   args.stream_steps)
+                                   args.stream_steps, detection)
         print(report.summary())
         return 0
     if args.command == "data":

@@ -25,7 +25,7 @@ class FeatureConfig:
     window_ms: int = 30
     hop_ms: int = 10
     n_mels: int = 40
-    n_mfcc: int = 40
+    n_mfcc: int = 20
     f_min_hz: float = 20.0
     f_max_hz: float = 7600.0
 
@@ -91,8 +91,8 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden_size: int = 192
-    num_layers: int = 1
+    hidden_size: int = 128
+    num_layers: int = 2
     # The LSTM reads this many MFCC frames per step: a shorter sequence to remember across, less compute.
     frame_stack: int = 3
     bidirectional: bool = False  # only the unidirectional model can stream
@@ -110,7 +110,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 80
+    epochs: int = 60
     batch_size: int = 128
     learning_rate: float = 3e-3
     weight_decay: float = 1e-2

@@ -250,7 +250,7 @@ def _accuracy(path: Path, waveforms: torch.Tensor, labels: torch.Tensor) -> floa
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | Path, int8: bool = False,
-                      verify_clips: int = 400, stream_steps: int = 1) -> ExportReport:
+                      verify_clips: int = 400, stream_steps: int = 1, detection: dict | None = None) -> ExportReport:
     """Export, verify against PyTorch on real validation clips, and only then put the files in place."""
     from kws.data import fixed_examples, load_split, scan
 
@@ -262,7 +262,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | P
     waveforms, targets = fixed_examples(audio, config)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export.") as staging:
-        window, stream = export_models(model, config, labels, Path(staging) / out.name, stream_steps)
+        window, stream = export_models(model, config, labels, Path(staging) / out.name, stream_steps, detection)
         parity = verify(model, config, window, stream, waveforms[:verify_clips])
         if not parity.ok:
             raise KwsError(f"exported model disagrees with PyTorch: {parity}; nothing was written")

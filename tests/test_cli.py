@@ -121,4 +121,4 @@ def test_help_shows_defaults(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--help"])
     assert exit_info.value.code == 0
-    assert "(default: 80)" in capsys.readouterr().out
+    assert "(default: 60)" in capsys.readouterr().out

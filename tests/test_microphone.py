@@ -1,0 +1,87 @@
+"""The live microphone path, for real: PulseAudio with a null sink whose monitor is the default input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import virtual_mic  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not virtual_mic.available(),
+                                reason="PulseAudio is not installed (.ci/run installs it)")
+
+
+@pytest.fixture
+def mic_model():
+    """The shipped model and the word its test clip holds."""
+    return ROOT / "models" / "kws.onnx", "yes"
+
+
+@pytest.fixture
+def mic_clip(tmp_path) -> Path:
+    import soundfile as sf
+
+    (clip,) = (ROOT / "tests" / "data" / "clips").glob("yes_*.flac")
+    audio, rate = sf.read(clip, dtype="float32")
+    sf.write(tmp_path / "yes.wav", audio, rate)
+    sf.write(tmp_path / "silence.wav", 0 * audio, rate)
+    return tmp_path / "yes.wav"
+
+
+def _wait_for(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _listen(mic_env, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edge.listen", *args], cwd=ROOT, env=mic_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_keyword_played_into_the_default_microphone_is_heard(tmp_path, mic_model, mic_clip):
+    model, label = mic_model
+    with virtual_mic.virtual_microphone(tmp_path / "pulse") as mic:
+        listener = _listen(mic.env, "--model", str(model), "--json", "--record", str(tmp_path / "heard.wav"))
+        try:
+            started = []
+            assert _wait_for(lambda: started.append(listener.stderr.readline()) or "listening on" in started[-1], 30), started
+            mic.play(mic_clip)
+            mic.play(mic_clip.with_name("silence.wav"))  # let the word finish before stopping
+        finally:
+            listener.send_signal(signal.SIGTERM)
+            out, err = listener.communicate(timeout=30)
+    assert listener.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["label"] for e in events] == [label], (events, err)
+    assert (tmp_path / "heard.wav").stat().st_size > 16000  # --record kept what the microphone heard
+
+
+def test_missing_device_is_a_one_line_error(tmp_path, mic_model):
+    model, _ = mic_model
+    with virtual_mic.virtual_microphone(tmp_path / "pulse") as mic:
+        result = subprocess.run([sys.executable, "-m", "edge.listen", "--model", str(model), "--device", "no such mic"],
+                                cwd=ROOT, env=mic.env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("edge.listen: error: no input device 'no such mic'")
+    assert "Traceback" not in result.stderr
+
+
+def test_no_audio_server_at_all(tmp_path, mic_model):
+    model, _ = mic_model
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PULSE_SERVER": f"unix:{tmp_path}/nothing-here"}
+    result = subprocess.run([sys.executable, "-m", "edge.listen", "--model", str(model)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--wav" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
