@@ -94,8 +94,21 @@ def spec_mask(features: torch.Tensor, config: AugmentConfig, feature_config: Fea
     return features.masked_fill(time[:, :, None] | freq[:, None, :], 0.0)
 
 
+def place_in_context(audio: torch.Tensor, context: int, generator: torch.Generator) -> torch.Tensor:
+    """[batch, samples] -> [batch, samples + context]: each clip at a random offset in silence (the
+    noise mixed in next fills it)."""
+    if context <= 0:
+        return audio
+    batch, n = audio.shape
+    offsets = torch.randint(0, context + 1, (batch,), generator=generator)
+    positions = torch.arange(n + context) - offsets[:, None]  # source index of every output sample
+    inside = (positions >= 0) & (positions < n)
+    return torch.where(inside, audio.gather(1, positions.clamp(0, n - 1)), 0.0)
+
+
 def augment_audio(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
                   feature_config: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
+    audio = place_in_context(audio, feature_config.ms_to_samples(config.context_ms), generator)
     audio = change_speed(audio, config.speed_change, generator)
     audio = time_shift(audio, feature_config.ms_to_samples(config.shift_ms), generator)
     return mix_noise(audio, noise, config.noise_probability, config.noise_gain_max, generator)

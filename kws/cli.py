@@ -22,6 +22,7 @@ _OVERRIDES = {
     "dropout": ("model", "dropout", float),
     "frame_stack": ("model", "frame_stack", int),
     "speed_change": ("augment", "speed_change", float),
+    "context_ms": ("augment", "context_ms", int),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
 }

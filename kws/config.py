@@ -79,6 +79,9 @@ class AugmentConfig:
     """Training-time augmentation. Evaluation never augments."""
 
     shift_ms: int = 100
+    # Training windows are this much longer than a clip, the clip at a random place inside: a stream
+    # shows the model every offset of a word and whatever came before it, not one aligned second.
+    context_ms: int = 0
     speed_change: float = 0.1  # ±10% speaking rate
     noise_probability: float = 0.8
     noise_gain_max: float = 0.1

@@ -39,3 +39,16 @@ def test_spec_mask_keeps_shape_and_zeroes_bands():
     fully_masked_frames = zero.all(dim=2).sum(dim=1)
     assert (fully_masked_frames <= 2 * 10).all()  # two masks of at most 100 ms each
     assert not torch.equal(zero[0], zero[1])  # every clip gets its own masks
+
+
+def test_place_in_context_keeps_the_clip_whole_at_random_offsets():
+    from kws.augment import place_in_context
+
+    audio = torch.rand(16, 1000) + 0.5  # no zeros inside a clip
+    placed = place_in_context(audio, 300, torch.Generator().manual_seed(0))
+    assert placed.shape == (16, 1300) and placed.dtype == torch.float32
+    starts = (placed != 0).float().argmax(dim=1)
+    assert len(set(starts.tolist())) > 1 and int(starts.max()) <= 300
+    for row, start in zip(range(16), starts.tolist()):
+        assert torch.equal(placed[row, start:start + 1000], audio[row])
+    assert torch.equal(place_in_context(audio, 0, torch.Generator()), audio)
