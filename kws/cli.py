@@ -119,9 +119,9 @@ def _run(args) -> int:
     if args.command == "train":
         from kws.train import train
 
-        result = train(args.data, args.out, _train_config(args), resume=args.resume,
-                       progress=not args.no_progress and sys.stderr.isatty())
-        return 0 if result.best_accuracy >= 0 else 1
+        train(args.data, args.out, _train_config(args), resume=args.resume,
+              progress=not args.no_progress and sys.stderr.isatty())
+        return 0
     if args.command == "eval":
         from kws.evaluate import evaluate_checkpoint
 

@@ -83,8 +83,9 @@ def _audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
-def scan(root: str | Path, config: DataConfig = DataConfig()) -> DatasetIndex:
+def scan(root: str | Path, config: DataConfig | None = None) -> DatasetIndex:
     """Index a data folder. Raises KwsError if it is missing or holds no word folder with audio."""
+    config = config or DataConfig()
     root = Path(root)
     if not root.is_dir():
         raise KwsError(f"data folder {root} does not exist; pass --data with a Speech Commands-style folder")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from kws.config import Config
 from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
+from kws.config import Config
 from kws.data import SPLITS, fixed_examples, load_split, scan
 from kws.errors import KwsError
 from kws.model import KeywordLSTM
@@ -98,7 +98,7 @@ def save_confusion_png(report: EvalReport, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _predictor(path: Path):
+def load_predictor(path: Path):
     """(waveforms -> logits, config, labels) for a .pt checkpoint or an exported .onnx window model."""
     if path.suffix != ".onnx":
         model, config, labels = model_from_checkpoint(load_checkpoint(path), path)
@@ -124,7 +124,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path, split: str
     (default: the checkpoint's folder). Returns the report and the picture's path."""
     if split not in SPLITS:
         raise KwsError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    predict_fn, config, labels = _predictor(Path(checkpoint))
+    predict_fn, config, labels = load_predictor(Path(checkpoint))
     index = scan(data_dir, config.data)
     missing = [w for w in labels[2:] if w not in index.words]
     if missing:

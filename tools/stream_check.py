@@ -18,7 +18,7 @@ import numpy as np
 from edge.detect import Detector, DetectorSettings
 from edge.runtime import Recognizer
 from kws.data import load_split, scan
-from kws.evaluate import _predictor
+from kws.evaluate import load_predictor
 from kws.streams import build_stream, score_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--window-only", action="store_true", help="score with the window model, not the stream")
     args = parser.parse_args()
 
-    _, config, labels = _predictor(args.model)
+    _, config, labels = load_predictor(args.model)
     audio = load_split(scan(args.data, config.data), "validation", labels[2:], config)
     seconds = 60 * args.minutes
     stream, words = build_stream(audio, labels, config, seconds, seed=args.seed)
