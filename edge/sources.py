@@ -98,8 +98,10 @@ class Microphone:
     Overflows (audio the program was too slow to take) are counted, not fatal.
     """
 
-    def __init__(self, rate: int, device: int | str | None = None, block_ms: int = 50, stall_s: float = 5.0):
+    def __init__(self, rate: int, device: int | str | None = None, block_ms: int = 50, stall_s: float = 5.0,
+                 device_rate: int | None = None):
         self._rate, self._device, self._block_ms, self._stall_s = rate, device, block_ms, stall_s
+        self._forced_rate = device_rate  # open the device at this rate instead (e.g. a 48 kHz-only card)
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=200)
         self._stream = None
         self.overflows = 0
@@ -115,8 +117,9 @@ class Microphone:
             raise EdgeError(f"{what} ({error}); process a recording with --wav FILE, or see --list-devices") from None
         self.device_name = info["name"]
         try:
-            sd.check_input_settings(self._device, channels=1, samplerate=self._rate, dtype="float32")
-            self.device_rate = self._rate
+            wanted = self._forced_rate or self._rate
+            sd.check_input_settings(self._device, channels=1, samplerate=wanted, dtype="float32")
+            self.device_rate = wanted
         except (ValueError, sd.PortAudioError):
             self.device_rate = int(info["default_samplerate"])
         return sd.InputStream(device=self._device, channels=1, samplerate=self.device_rate, dtype="float32",

@@ -85,3 +85,30 @@ def test_no_audio_server_at_all(tmp_path, mic_model):
     assert result.returncode == 2
     assert "--wav" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_48khz_device_is_resampled(tmp_path, mic_model, mic_clip):
+    """Many USB microphones only do 44.1 or 48 kHz: the stream is resampled to the model's rate."""
+    model, label = mic_model
+    code = (
+        "import sys\n"
+        "from edge import Recognizer\n"
+        "from edge.sources import Microphone\n"
+        f"recognizer = Recognizer.from_onnx({str(model)!r})\n"
+        "with Microphone(recognizer.sample_rate, device_rate=48000) as microphone:\n"
+        "    print('rate', microphone.device_rate, flush=True)\n"
+        "    for chunk in microphone.chunks():\n"
+        "        for detection in recognizer.process(chunk):\n"
+        "            print('heard', detection.label, flush=True)\n"
+    )
+    with virtual_mic.virtual_microphone(tmp_path / "pulse") as mic:
+        listener = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=mic.env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert listener.stdout.readline().split() == ["rate", "48000"]
+            mic.play(mic_clip)
+            mic.play(mic_clip.with_name("silence.wav"))
+        finally:
+            listener.send_signal(signal.SIGTERM)
+            out, _ = listener.communicate(timeout=30)
+    assert [line.split()[1] for line in out.splitlines()] == [label]
