@@ -31,9 +31,9 @@ class _Stop(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edge.listen", description="Offline keyword spotting.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="exported kws window model (.onnx)")
+    p = argparse.ArgumentParser(prog="python -m edge.listen", description="Offline keyword spotting.")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                   help="exported kws window model (default: %(default)s)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--wav", type=Path, metavar="FILE", help="process a sound file instead of the microphone")
     source.add_argument("--stdin", action="store_true", help="read raw 16-bit mono PCM at 16 kHz from stdin")

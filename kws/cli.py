@@ -57,7 +57,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--checkpoint", required=True, type=Path, help="a .pt checkpoint or an exported .onnx model")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--split", default="validation", choices=["training", "validation", "testing"],
-                   help="(default: validation)")
+                   help="(default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="where to write the report (default: next to the checkpoint)")
 
 
@@ -68,11 +68,11 @@ def _add_export(sub) -> None:
                    "streaming model goes beside it as NAME.stream.onnx")
     p.add_argument("--data", required=True, type=Path, help="data folder whose validation clips verify the export")
     p.add_argument("--int8", action="store_true", help="also write dynamically quantized NAME.int8.onnx copies")
-    p.add_argument("--verify-clips", type=int, default=400, help="clips compared with PyTorch")
-    p.add_argument("--stream-steps", type=int, default=1, help="LSTM steps (30 ms each) per streaming call")
-    p.add_argument("--threshold", type=float, default=0.8, help="detection threshold stored for edge.listen")
-    p.add_argument("--average-ms", type=float, default=200.0, help="score smoothing window stored for edge.listen")
-    p.add_argument("--suppression-ms", type=float, default=1500.0, help="minimum time between two events")
+    p.add_argument("--verify-clips", type=int, default=400, help="clips compared with PyTorch (default: %(default)s)")
+    p.add_argument("--stream-steps", type=int, default=1, help="LSTM steps (30 ms each) per streaming call (default: %(default)s)")
+    p.add_argument("--threshold", type=float, default=0.8, help="detection threshold stored for edge.listen (default: %(default)s)")
+    p.add_argument("--average-ms", type=float, default=200.0, help="score smoothing window stored for edge.listen (default: %(default)s)")
+    p.add_argument("--suppression-ms", type=float, default=1500.0, help="minimum time between two events (default: %(default)s)")
 
 
 def _add_data(sub) -> None:
@@ -83,8 +83,7 @@ def _add_data(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kws", description="Train and evaluate compact LSTM keyword spotters.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="kws", description="Train and evaluate compact LSTM keyword spotters.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
