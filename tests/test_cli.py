@@ -89,7 +89,7 @@ class _Exploit:
 def test_crafted_pickle_checkpoint_is_refused(tiny_data, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     evil = tmp_path / "evil.pt"
-    evil.write_bytes(pickle.dumps({"format": "kws-checkpoint-1", "model": _Exploit()}))
+    evil.write_bytes(pickle.dumps({"format": "kws-checkpoint-1", "model": _Exploit()}, protocol=2))
     assert main(["eval", "--checkpoint", str(evil), "--data", str(tiny_data)]) == 2
     assert "evil.pt" in _error(capsys)
     assert not (tmp_path / "pwned").exists()
