@@ -17,6 +17,7 @@ _OVERRIDES = {
     "batch_size": ("train", "batch_size", int),
     "learning_rate": ("train", "learning_rate", float),
     "seed": ("train", "seed", int),
+    "label_smoothing": ("train", "label_smoothing", float),
     "hidden_size": ("model", "hidden_size", int),
     "layers": ("model", "num_layers", int),
     "dropout": ("model", "dropout", float),
