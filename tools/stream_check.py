@@ -24,6 +24,19 @@ from kws.streams import build_stream, score_events
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _save(folder: Path, stream: np.ndarray, words, rate: int) -> None:
+    import csv
+
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / "stream.wav", stream, rate, subtype="PCM_16")
+    with open(folder / "truth.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label", "start_s", "end_s"])
+        writer.writerows((w.label, f"{w.start_s:.3f}", f"{w.end_s:.3f}") for w in words)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
@@ -31,12 +44,16 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--window-only", action="store_true", help="score with the window model, not the stream")
+    parser.add_argument("--save", type=Path, default=None, metavar="DIR",
+                        help="also write the stream (stream.wav) and its ground truth (truth.csv) there")
     args = parser.parse_args()
 
     _, config, labels = load_predictor(args.model)
     audio = load_split(scan(args.data, config.data), "validation", labels[2:], config)
     seconds = 60 * args.minutes
     stream, words = build_stream(audio, labels, config, seconds, seed=args.seed)
+    if args.save is not None:
+        _save(args.save, stream, words, config.features.sample_rate)
     recognizer = Recognizer.from_onnx(args.model, streaming=not args.window_only)
     scores = [s for i in range(0, len(stream), 1600) for s in recognizer.scores(stream[i:i + 1600])]
     n_keywords = sum(not w.label.startswith("_") for w in words)
