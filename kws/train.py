@@ -23,7 +23,8 @@ from tqdm import tqdm
 from kws.augment import augment_audio, spec_mask
 from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint, save_checkpoint
 from kws.config import Config
-from kws.data import SplitAudio, draw_examples, fixed_examples, labels_for, load_split, make_batch, resolve_keywords, scan
+from kws.data import (SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
+                      resolve_keywords, scan)
 from kws.errors import KwsError
 from kws.evaluate import EvalReport, predict
 from kws.model import KeywordLSTM, clip_logits_from_frames
@@ -152,7 +153,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     size_kb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1024
     echo(f"model: KeywordLSTM, {model.parameter_count:,} parameters ({size_kb:.0f} KiB float32)")
 
-    steps_per_epoch = math.ceil(len(draw_examples(train_audio, config.data, torch.Generator())) / config.train.batch_size)
+    steps_per_epoch = math.ceil(epoch_size(train_audio, config.data) / config.train.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.learning_rate,
                                   weight_decay=config.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps_per_epoch))
