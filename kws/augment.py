@@ -106,9 +106,27 @@ def place_in_context(audio: torch.Tensor, context: int, generator: torch.Generat
     return torch.where(inside, audio.gather(1, positions.clamp(0, n - 1)), 0.0)
 
 
-def augment_audio(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
-                  feature_config: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
+def change_level(audio: torch.Tensor, max_db: float, generator: torch.Generator) -> torch.Tensor:
+    """Turn each clip down by a random 0..max_db decibels. [batch, samples] -> same."""
+    if max_db <= 0:
+        return audio
+    return audio * 10 ** (-_uniform(len(audio), max_db, generator) / 20)[:, None]
+
+
+def perturb(audio: torch.Tensor, config: AugmentConfig, feature_config: FeatureConfig,
+            generator: torch.Generator) -> torch.Tensor:
+    """Everything but the noise: level, context, speaking rate, shift. [batch, samples] -> [batch, samples']."""
+    audio = change_level(audio, config.level_db, generator)
     audio = place_in_context(audio, feature_config.ms_to_samples(config.context_ms), generator)
     audio = change_speed(audio, config.speed_change, generator)
-    audio = time_shift(audio, feature_config.ms_to_samples(config.shift_ms), generator)
+    return time_shift(audio, feature_config.ms_to_samples(config.shift_ms), generator)
+
+
+def add_noise(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
+              generator: torch.Generator) -> torch.Tensor:
     return mix_noise(audio, noise, config.noise_probability, config.noise_gain_max, generator)
+
+
+def augment_audio(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
+                  feature_config: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
+    return add_noise(perturb(audio, config, feature_config, generator), noise, config, generator)

@@ -83,6 +83,7 @@ class AugmentConfig:
     # shows the model every offset of a word and whatever came before it, not one aligned second.
     context_ms: int = 0
     speed_change: float = 0.1  # ±10% speaking rate
+    level_db: float = 0.0  # each clip up to this much quieter: speakers near and far from the microphone
     noise_probability: float = 0.8
     noise_gain_max: float = 0.1
     silence_gain_max: float = 1.0
@@ -121,6 +122,13 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     grad_clip_norm: float = 5.0  # LSTMs occasionally take a huge step early on
     seed: int = 0
+    # Train on stretches of this length holding several clips, with a target at every step (see
+    # kws.sequences), instead of on single aligned clips (0).
+    sequence_ms: int = 0
+
+    def clips_per_sequence(self, features: FeatureConfig) -> int:
+        """Clips in one training sequence; the rest of it (one clip's length or more) is gaps."""
+        return max(1, self.sequence_ms // features.clip_ms - 1)
 
 
 @dataclass(frozen=True)

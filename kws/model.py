@@ -70,6 +70,11 @@ def clip_logits_from_frames(frame_logits: torch.Tensor, config: ModelConfig) -> 
     return frame_logits[:, -1]
 
 
+def clip_steps(features: FeatureConfig, config: ModelConfig) -> int:
+    """LSTM steps in one clip: the span a "max" readout reads in a stream."""
+    return features.frames(features.clip_samples) // config.frame_stack
+
+
 def stack_frames(features: torch.Tensor, stack: int) -> torch.Tensor:
     """[batch, frames, n] -> [batch, frames // stack, stack * n]; a trailing partial group is dropped."""
     if stack == 1:

@@ -20,14 +20,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from kws.augment import augment_audio, spec_mask
+from kws.augment import add_noise, augment_audio, perturb, spec_mask
 from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint, save_checkpoint
 from kws.config import Config
 from kws.data import (SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
                       resolve_keywords, scan)
 from kws.errors import KwsError
 from kws.evaluate import EvalReport, predict
-from kws.model import KeywordLSTM, clip_logits_from_frames
+from kws.model import KeywordLSTM, clip_logits_from_frames, clip_steps
+from kws.sequences import make_sequences, sequence_loss, window_max
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -68,27 +69,49 @@ def _normalisation(model: KeywordLSTM, audio: SplitAudio) -> tuple[torch.Tensor,
     return frames.mean(dim=0), frames.std(dim=0)
 
 
+def _clip_step(model, waveforms, labels, noise, config: Config, generator):
+    """Loss and (correct, counted) on single aligned clips."""
+    waveforms = augment_audio(waveforms, noise, config.augment, config.features, generator)
+    features = spec_mask(model.features(waveforms), config.augment, config.features, generator)
+    logits = clip_logits_from_frames(model.classify_frames(features), config.model)
+    loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
+    return loss, int((logits.argmax(dim=1) == labels).sum()), len(labels)
+
+
+def _sequence_step(model, waveforms, labels, noise, config: Config, generator):
+    """Loss and (correct, counted) on clips placed in sequences; steps with one allowed label are counted."""
+    window = clip_steps(config.features, config.model)
+    clips = perturb(waveforms, config.augment, config.features, generator)
+    batch = make_sequences(clips, labels, model.head.out_features, config, window, generator)
+    audio = add_noise(batch.audio, noise, config.augment, generator)
+    features = spec_mask(model.features(audio), config.augment, config.features, generator)
+    logits = window_max(model.classify_frames(features), window)
+    allowed = batch.allowed[:, : logits.shape[1]]
+    loss = sequence_loss(logits, allowed, config.train.label_smoothing)
+    single = allowed.sum(dim=2) == 1
+    correct = allowed.gather(2, logits.argmax(dim=2, keepdim=True)).squeeze(2) & single
+    return loss, int(correct.sum()), int(single.sum())
+
+
 def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int, progress: bool):
     generator = _epoch_generator(config, epoch)
     examples = draw_examples(audio, config.data, generator)
+    step = _sequence_step if config.train.sequence_ms else _clip_step
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     bar = tqdm(examples.split(config.train.batch_size), desc=f"epoch {epoch + 1}/{config.train.epochs}",
                leave=False, disable=not progress, unit="batch")
     for batch in bar:
         waveforms, labels = make_batch(audio, batch, config, generator, training=True)
-        waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
-        features = spec_mask(model.features(waveforms), config.augment, config.features, generator)
-        logits = clip_logits_from_frames(model.classify_frames(features), config.model)
-        loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
+        loss, batch_correct, counted = step(model, waveforms, labels, audio.noise, config, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip_norm)
         optimizer.step()
         scheduler.step()
-        loss_sum += loss.item() * len(labels)
-        correct += int((logits.argmax(dim=1) == labels).sum())
-        seen += len(labels)
+        loss_sum += loss.item() * counted
+        correct += batch_correct
+        seen += counted
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
     return loss_sum / seen, correct / seen
 
@@ -133,6 +156,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     labels = labels_for(keywords)
     if state is not None and tuple(state["labels"]) != labels:
         raise KwsError(f"{run_dir / LAST} has labels {state['labels']}, but this data gives {list(labels)}")
+    if 0 < config.train.sequence_ms <= config.features.clip_ms:
+        raise KwsError(f"--sequence-ms must be 0 (train on single clips) or longer than a clip "
+                       f"({config.features.clip_ms} ms)")
     if not index.clips_of("validation"):
         raise KwsError(f"{data_dir} has no validation clips: add validation_list.txt or more speakers")
 

@@ -1,6 +1,6 @@
 import torch
 
-from kws.augment import mix_noise, spec_mask, time_shift
+from kws.augment import change_level, mix_noise, spec_mask, time_shift
 from kws.config import AugmentConfig, FeatureConfig
 
 
@@ -52,3 +52,13 @@ def test_place_in_context_keeps_the_clip_whole_at_random_offsets():
     for row, start in zip(range(16), starts.tolist()):
         assert torch.equal(placed[row, start:start + 1000], audio[row])
     assert torch.equal(place_in_context(audio, 0, torch.Generator()), audio)
+
+
+def test_change_level_only_turns_clips_down_within_the_range():
+    audio = torch.ones(200, 100)
+    quieter = change_level(audio, 12.0, torch.Generator().manual_seed(0))
+    gains = quieter[:, 0]
+    assert torch.equal(quieter, gains[:, None].expand(-1, 100))  # one gain per clip
+    assert gains.max() <= 1.0 and gains.min() >= 10 ** (-12 / 20)
+    assert gains.max() > 0.9 and gains.min() < 0.3  # it spans the range
+    assert torch.equal(change_level(audio, 0.0, torch.Generator()), audio)

@@ -1,0 +1,131 @@
+"""Training sequences: clips in a row over background noise, with a target for every model step.
+
+A model trained on aligned one-second clips is only ever asked about one offset of each word. A stream
+asks it at every step, about whatever the last second holds: half a word, a word right after another,
+noise. So here a few training clips are placed at random gaps in a longer stretch of audio, and every
+LSTM step gets the set of labels it may give for the last clip's worth of audio (what the runtime reads):
+- a keyword whose loud part lies wholly inside that window: only that keyword;
+- otherwise silence or unknown, plus any keyword cut off by the window's edge (firing a little early or
+  late on a word is fine; firing another keyword's label is not);
+- a whole other word and no cut-off keyword: unknown; nothing at all: silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kws.config import Config, FeatureConfig, ModelConfig
+
+SILENCE_ID, UNKNOWN_ID, FIRST_KEYWORD = 0, 1, 2  # the order of kws.data.labels_for
+
+
+@dataclass(frozen=True)
+class SequenceBatch:
+    audio: torch.Tensor  # [batch, samples] float32, no noise yet
+    allowed: torch.Tensor  # [batch, steps, n_labels] bool: the labels each step may give
+
+
+def loud_bounds(clips: torch.Tensor, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and one-past-last sample of each clip's loud part (10 ms frames at >= 10% of its loudest
+    frame's RMS), [n] each; start == end for a silent clip."""
+    n, samples = clips.shape
+    rms = clips[:, : samples // hop * hop].reshape(n, -1, hop).pow(2).mean(dim=2).sqrt()  # [n, frames]
+    loud = (rms >= 0.1 * rms.amax(dim=1, keepdim=True)) & (rms.amax(dim=1, keepdim=True) > 1e-4)
+    frames = torch.arange(rms.shape[1])
+    first = torch.where(loud, frames, rms.shape[1]).amin(dim=1)
+    last = torch.where(loud, frames + 1, 0).amax(dim=1)
+    return first.clamp(max=last) * hop, last * hop
+
+
+def step_windows(n_steps: int, features: FeatureConfig, model: ModelConfig, window_steps: int):
+    """Sample span [start, end) of the audio that step j's windowed readout covers, [n_steps] each."""
+    steps = torch.arange(n_steps)
+    hop, stack = features.hop_samples, model.frame_stack
+    end = hop * (stack * steps + stack - 1) + features.fft_samples  # last sample read by the step's last frame
+    start = hop * stack * (steps - window_steps + 1)
+    return start, end
+
+
+def _gaps(count: int, slots: int, free: int, generator: torch.Generator) -> torch.Tensor:
+    """[count, slots + 1] random gaps (samples) that add up to `free`; half the sequences start with a
+    clip at sample 0, as a clip on its own would."""
+    cuts = torch.sort(torch.rand(count, slots, generator=generator), dim=1).values
+    edges = torch.cat([torch.zeros(count, 1), cuts, torch.ones(count, 1)], dim=1)
+    gaps = (edges.diff(dim=1) * free).long()
+    aligned = torch.rand(count, generator=generator) < 0.5
+    gaps[aligned, -1] += gaps[aligned, 0]
+    gaps[aligned, 0] = 0
+    return gaps
+
+
+def make_sequences(clips: torch.Tensor, labels: torch.Tensor, n_labels: int, config: Config,
+                   window_steps: int, generator: torch.Generator) -> SequenceBatch:
+    """Clips [batch * k, clip_samples] with labels [batch * k] -> `batch` sequences of
+    `config.train.sequence_ms`, k = clips_per_sequence clips each, in the order given."""
+    features = config.features
+    slots = config.train.clips_per_sequence(features)
+    length = features.ms_to_samples(config.train.sequence_ms)
+    count = len(clips) // slots
+    clips, labels = clips[: count * slots], labels[: count * slots]
+    clip_samples = clips.shape[1]
+    starts = _gaps(count, slots, length - slots * clip_samples, generator)[:, :-1].cumsum(dim=1)
+    starts = starts + clip_samples * torch.arange(slots)  # [count, slots], where each clip begins
+    audio = torch.zeros(count, length)
+    positions = torch.arange(length)
+    for slot in range(slots):
+        source = positions - starts[:, slot, None]  # [count, length], index into the clip
+        inside = (source >= 0) & (source < clip_samples)
+        audio += torch.where(inside, clips[slot::slots].gather(1, source.clamp(0, clip_samples - 1)), 0.0)
+
+    first, last = loud_bounds(clips, features.hop_samples)
+    event_start = starts + first.reshape(count, slots)  # [count, slots]
+    event_end = starts + last.reshape(count, slots)
+    event_label = labels.reshape(count, slots)
+    real = (event_label != SILENCE_ID) & (event_end > event_start)
+    keyword = real & (event_label >= FIRST_KEYWORD)
+
+    n_steps = features.frames(length) // config.model.frame_stack
+    window_start, window_end = step_windows(n_steps, features, config.model, window_steps)
+    ws, we = window_start[None, :, None], window_end[None, :, None]  # [1, steps, 1]
+    es, ee = event_start[:, None, :], event_end[:, None, :]  # [count, 1, slots]
+    whole = real[:, None, :] & (es >= ws) & (ee <= we)  # [count, steps, slots]
+    cut = real[:, None, :] & (ee > ws) & (es < we) & ~whole
+    one_hot = torch.nn.functional.one_hot(event_label, n_labels).bool()  # [count, slots, n_labels]
+
+    def labels_of(events: torch.Tensor) -> torch.Tensor:  # [count, steps, slots] -> [count, steps, n_labels]
+        return (events[..., None] & one_hot[:, None]).any(dim=2)
+
+    whole_keyword = labels_of(whole & keyword[:, None, :])
+    cut_keyword = labels_of(cut & keyword[:, None, :])
+    anything = (whole | cut).any(dim=2)  # [count, steps]
+    only_unknown = (whole & ~keyword[:, None, :]).any(dim=2) & ~cut_keyword.any(dim=2)
+    background = cut_keyword.clone()
+    background[..., SILENCE_ID] = ~only_unknown
+    background[..., UNKNOWN_ID] = anything
+    allowed = torch.where(whole_keyword.any(dim=2, keepdim=True), whole_keyword, background)
+    return SequenceBatch(audio, allowed)
+
+
+def window_max(frame_logits: torch.Tensor, steps: int) -> torch.Tensor:
+    """[batch, steps_total, n] -> same shape: each step's max over itself and the `steps - 1` before it,
+    the runtime's readout of a stream (a clip's readout at its last step)."""
+    padded = torch.nn.functional.pad(frame_logits.transpose(1, 2), (steps - 1, 0), value=float("-inf"))
+    return torch.nn.functional.max_pool1d(padded, steps, stride=1).transpose(1, 2)
+
+
+def sequence_loss(logits: torch.Tensor, allowed: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """-log P(any allowed label) per step, with label smoothing toward the uniform distribution.
+    logits [batch, steps, n], allowed [batch, steps, n] bool.
+
+    The few steps that must name a keyword weigh as much as all the others together: they are what
+    the model is for, and without the balance the many silent steps would drown them."""
+    log_total = torch.logsumexp(logits, dim=-1)
+    log_allowed = torch.logsumexp(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+    uniform = log_total - logits.mean(dim=-1)
+    losses = (1 - smoothing) * (log_total - log_allowed) + smoothing * uniform  # [batch, steps]
+    keyword = allowed[..., FIRST_KEYWORD:].any(dim=-1) & (allowed.sum(dim=-1) == 1)
+    if keyword.all() or not keyword.any():
+        return losses.mean()
+    return 0.5 * losses[keyword].mean() + 0.5 * losses[~keyword].mean()
