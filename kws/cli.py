@@ -52,6 +52,8 @@ def _add_train(sub) -> None:
     p.add_argument("--bidirectional", action="store_true", default=None,
                    help="whole-clip model that cannot stream (default: unidirectional)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start from these weights (same words and network), e.g. to fine-tune models/kws.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
 
 
@@ -78,6 +80,55 @@ def _add_export(sub) -> None:
     p.add_argument("--suppression-ms", type=float, default=1500.0, help="minimum time between two events (default: %(default)s)")
 
 
+def _snr(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("give two numbers in dB, e.g. 5,20") from None
+    if low > high:
+        raise argparse.ArgumentTypeError("the first SNR must not exceed the second")
+    return low, high
+
+
+def _add_stream_source(p, minutes: float, seed: int) -> None:
+    p.add_argument("--model", required=True, type=Path, help="an exported window model, e.g. models/kws.onnx")
+    p.add_argument("--data", type=Path, help="build the stream from this folder's validation clips")
+    p.add_argument("--minutes", type=float, default=minutes, help="length of the built stream (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=seed, help="(default: %(default)s)")
+    p.add_argument("--snr-db", type=_snr, default=None, metavar="LOW,HIGH",
+                   help="scale each word to a signal-to-noise ratio in this range (default: recorded levels "
+                        "x0.5-1 over noise drifting in loudness)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_eval_stream(sub) -> None:
+    p = sub.add_parser("eval-stream", help="matched %%, wrong labels, false alarms per hour and latency on long audio",
+                       description="Run the edge runtime over long audio and score its detections against the "
+                       "truth: a seeded stream built from --data, or your own --wav with a --truth CSV "
+                       "(label,start_s,end_s; other words as _unknown_).")
+    _add_stream_source(p, 10.0, 0)
+    p.add_argument("--wav", type=Path, help="your own recording instead of --data")
+    p.add_argument("--truth", type=Path, help="CSV of the words in --wav: label,start_s,end_s")
+    p.add_argument("--threshold", type=float, default=None, help="one threshold for all keywords (default: the model's)")
+    p.add_argument("--window-only", action="store_true", help="score with the window model, not the stream")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write the JSON report, a DET curve and a timeline picture here (default: print only)")
+    p.add_argument("--save-stream", action="store_true", help="with --data and --out: also write the built "
+                   "stream.wav and its truth.csv")
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="per-keyword thresholds for a false-alarm budget, stored in the model",
+                       description="Choose each keyword's threshold as low as a false-alarm budget allows on "
+                       "audio without keywords (built from --data's other words and noise, or --negatives), "
+                       "and write them into the model's metadata for edge.listen.")
+    _add_stream_source(p, 30.0, 1)
+    p.add_argument("--negatives", type=Path, help="your own recording with no keywords in it, instead of --data")
+    p.add_argument("--budget", type=float, default=6.0, help="false alarms per hour, all keywords together "
+                   "(default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="print the thresholds, leave the model as it is")
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="data set tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -91,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_export(sub)
+    _add_eval_stream(sub)
+    _add_calibrate(sub)
     _add_data(sub)
     return parser
 
@@ -122,7 +175,7 @@ def _run(args) -> int:
         from kws.train import train
 
         train(args.data, args.out, _train_config(args), resume=args.resume,
-              progress=not args.no_progress and sys.stderr.isatty())
+              progress=not args.no_progress and sys.stderr.isatty(), init_from=args.init_from)
         return 0
     if args.command == "eval":
         from kws.evaluate import evaluate_checkpoint
@@ -143,12 +196,77 @@ def _run(args) -> int:
                                    args.stream_steps, detection)
         print(report.summary())
         return 0
+    if args.command == "eval-stream":
+        return _eval_stream(args)
+    if args.command == "calibrate":
+        return _calibrate(args)
     if args.command == "data":
         from kws.download import download_speech_commands
 
         print(f"data ready in {download_speech_commands(args.out)}")
         return 0
     raise AssertionError(args.command)  # argparse only lets known commands through
+
+
+def _eval_stream(args) -> int:
+    from kws import stream_eval
+    from kws.streams import read_truth, write_truth
+
+    if (args.data is None) == (args.wav is None) or (args.wav is None) != (args.truth is None):
+        raise KwsError("give either --data (to build a stream) or --wav with --truth")
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise KwsError("--threshold must be in (0, 1]")
+    if args.data is not None:
+        audio, words = stream_eval.validation_stream(args.model, args.data, args.minutes, args.seed, args.snr_db)
+        source = f"{args.minutes:g} min stream of {args.data} (seed {args.seed})"
+    else:
+        audio, words = stream_eval.recording(args.wav, args.model), read_truth(args.truth)
+        source = str(args.wav)
+    result = stream_eval.evaluate_stream(args.model, audio, words, args.out, args.threshold,
+                                         not args.no_progress and sys.stderr.isatty(), not args.window_only)
+    overall = result.figures["overall"]
+    print(f"{source}: {overall['spoken']} keywords, "
+          f"{sum(not w.is_keyword for w in words)} other words, model {args.model}")
+    print(stream_eval.table(result.figures))
+    if args.out is not None and args.save_stream and args.data is not None:
+        import soundfile as sf
+
+        from edge.runtime import read_model_info
+
+        sf.write(args.out / "stream.wav", audio, read_model_info(args.model).sample_rate, subtype="PCM_16")
+        write_truth(args.out / "truth.csv", words)
+        print(f"stream: {args.out / 'stream.wav'}, truth: {args.out / 'truth.csv'}")
+    for path in result.files:
+        print(f"wrote {path}")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from kws import stream_eval
+
+    if (args.data is None) == (args.negatives is None):
+        raise KwsError("give either --data (to build negative audio) or --negatives")
+    if args.budget < 0:
+        raise KwsError("--budget must be at least 0")
+    if args.data is not None:
+        audio, _ = stream_eval.validation_stream(args.model, args.data, args.minutes, args.seed, args.snr_db,
+                                                 keywords=False)
+    else:
+        audio = stream_eval.recording(args.negatives, args.model)
+    negatives = stream_eval.run_model(args.model, audio, not args.no_progress and sys.stderr.isatty())
+    thresholds = stream_eval.calibrate(negatives, args.budget)
+    events = stream_eval.detect(negatives, dataclasses.replace(negatives.settings, thresholds=thresholds))
+    print(f"{negatives.seconds / 60:.1f} min without keywords; budget {args.budget:g} false alarms per hour")
+    for label, threshold in thresholds.items():
+        fired = sum(event[0] == label for event in events)
+        print(f"  {label:<10} threshold {threshold:.2f}  {fired} false alarm(s)")
+    print(f"  all: {len(events)} false alarm(s), {len(events) * 3600 / negatives.seconds:.1f} per hour")
+    if args.dry_run:
+        print("dry run: the model was not changed")
+    else:
+        stream_eval.write_thresholds(args.model, thresholds)
+        print(f"thresholds written into {args.model}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

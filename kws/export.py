@@ -290,11 +290,16 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | P
                         q_accuracy)
 
 
-def _point_to_stream(window: Path, stream_name: str) -> None:
-    """Make a window model's metadata name its own streaming twin."""
+def update_metadata(path: Path, change) -> None:
+    """Rewrite an ONNX file's metadata with `change(props) -> props`, atomically."""
     import onnx
 
-    proto = onnx.load(str(window))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props["stream"] = json.dumps({**json.loads(props["stream"]), "file": stream_name})
-    atomic_write(window, lambda tmp: onnx.save(_with_metadata(proto, props), str(tmp)))
+    proto = onnx.load(str(path))
+    props = change({p.key: p.value for p in proto.metadata_props})
+    atomic_write(path, lambda tmp: onnx.save(_with_metadata(proto, props), str(tmp)))
+
+
+def _point_to_stream(window: Path, stream_name: str) -> None:
+    """Make a window model's metadata name its own streaming twin."""
+    update_metadata(window, lambda props: {
+        **props, "stream": json.dumps({**json.loads(props["stream"]), "file": stream_name})})

@@ -19,12 +19,16 @@ import torch
 from kws.config import Config, FeatureConfig, ModelConfig
 
 SILENCE_ID, UNKNOWN_ID, FIRST_KEYWORD = 0, 1, 2  # the order of kws.data.labels_for
+IGNORE = -100  # torch.nn.functional.cross_entropy's default ignore_index
 
 
 @dataclass(frozen=True)
 class SequenceBatch:
     audio: torch.Tensor  # [batch, samples] float32, no noise yet
     allowed: torch.Tensor  # [batch, steps, n_labels] bool: the labels each step may give
+    # [batch] label of the first clip where it starts at sample 0 (its last step then reads exactly the
+    # clip, as the clip classifier does), else -100, cross-entropy's "ignore"
+    clip_labels: torch.Tensor
 
 
 def loud_bounds(clips: torch.Tensor, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +109,8 @@ def make_sequences(clips: torch.Tensor, labels: torch.Tensor, n_labels: int, con
     background[..., SILENCE_ID] = ~only_unknown
     background[..., UNKNOWN_ID] = anything
     allowed = torch.where(whole_keyword.any(dim=2, keepdim=True), whole_keyword, background)
-    return SequenceBatch(audio, allowed)
+    clip_labels = torch.where(starts[:, 0] == 0, event_label[:, 0], IGNORE)
+    return SequenceBatch(audio, allowed, clip_labels)
 
 
 def window_max(frame_logits: torch.Tensor, steps: int) -> torch.Tensor:

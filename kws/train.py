@@ -88,6 +88,9 @@ def _sequence_step(model, waveforms, labels, noise, config: Config, generator):
     logits = window_max(model.classify_frames(features), window)
     allowed = batch.allowed[:, : logits.shape[1]]
     loss = sequence_loss(logits, allowed, config.train.label_smoothing)
+    if (batch.clip_labels >= 0).any():  # sequences that open with a whole clip also learn to classify it
+        loss = loss + F.cross_entropy(logits[:, window - 1], batch.clip_labels,
+                                      label_smoothing=config.train.label_smoothing)
     single = allowed.sum(dim=2) == 1
     correct = allowed.gather(2, logits.argmax(dim=2, keepdim=True)).squeeze(2) & single
     return loss, int(correct.sum()), int(single.sum())
@@ -144,8 +147,23 @@ def _start_state(run_dir: Path, config: Config, resume: bool) -> dict | None:
     return state
 
 
+def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> KeywordLSTM:
+    """A trained model to start from (fine-tuning), checked to be the same network with the same labels."""
+    model, start_config, start_labels = model_from_checkpoint(load_checkpoint(path), path)
+    if start_labels != labels:
+        raise KwsError(f"{path} knows {', '.join(start_labels)}, but this run's labels are {', '.join(labels)}; "
+                       "fine-tune only on the same words (or start without --init-from)")
+    changed = [name for name in start_config.differences(config) if name.startswith(("model.", "features."))]
+    if changed:
+        raise KwsError(f"{path} is another network ({', '.join(changed)} differ); use its settings or start "
+                       "without --init-from")
+    return model
+
+
 def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
-          progress: bool = True, echo: Callable[[str], None] | None = None) -> TrainResult:
+          progress: bool = True, echo: Callable[[str], None] | None = None,
+          init_from: str | Path | None = None) -> TrainResult:
+    """Train from scratch, from the weights in `init_from` (fine-tuning), or on from `run_dir/last.pt`."""
     echo = echo or (lambda line: print(line, flush=True))  # flushed: logs are often piped to a file
     run_dir = Path(run_dir)
     index = scan(data_dir, config.data)
@@ -172,7 +190,10 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
          f"{skipped} unreadable file(s) skipped; labels: {', '.join(labels)}")
 
     model = KeywordLSTM(len(labels), config.features, config.model)
-    if state is None:
+    if state is None and init_from is not None:
+        model = _initial_weights(Path(init_from), config, labels)
+        echo(f"starting from the weights in {init_from}")
+    elif state is None:
         model.set_normalisation(*_normalisation(model, train_audio))
     else:
         model, _, _ = model_from_checkpoint(state, run_dir / LAST)

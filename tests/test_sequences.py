@@ -90,6 +90,19 @@ def test_clips_keep_their_order_and_samples():
         assert torch.equal(nonzero, torch.cat([first[first != 0], second[second != 0]]))
 
 
+def test_only_sequences_that_open_with_a_whole_clip_carry_its_label():
+    clips = [_burst(4000, 10000, i) for i in range(64)]
+    labels = [YES if i % 2 else UNKNOWN for i in range(64)]
+    batch, _, window = _sequence(clips, labels, seed=5)
+    aligned = batch.clip_labels >= 0
+    assert 0 < int(aligned.sum()) < 32  # about half
+    for row in range(32):
+        opens_with_clip = bool(batch.audio[row, 4000] != 0)  # the first burst starts at sample 4000
+        assert bool(aligned[row]) == opens_with_clip
+        if opens_with_clip:
+            assert batch.clip_labels[row] == labels[2 * row]
+
+
 def test_window_max_is_the_clip_readout_at_a_clips_last_step():
     config = ModelConfig()
     frames = torch.randn(3, 50, 6)

@@ -64,3 +64,24 @@ def test_eval_writes_report_and_confusion_matrix(tiny_data, tiny_config, tmp_pat
     assert saved["accuracy"] == report.accuracy
     assert sum(map(sum, saved["confusion"])) == report.total == saved["clips"]
     assert set(saved["per_class"]) == {"_silence_", "_unknown_", "yes", "no", "stop"}
+
+
+def test_fine_tuning_starts_from_the_given_weights(tiny_data, tiny_config, tmp_path):
+    import dataclasses
+
+    from kws.errors import KwsError
+
+    scratch = train(tiny_data, tmp_path / "scratch", tiny_config, progress=False, echo=_quiet)
+    lines = []
+    train(tiny_data, tmp_path / "tuned", tiny_config, progress=False, echo=lines.append,
+          init_from=scratch.run_dir / "best.pt")
+    assert any("starting from the weights" in line for line in lines)
+    first = [json.loads((tmp_path / name / "metrics.json").read_text())[0] for name in ("scratch", "tuned")]
+    assert first[1]["train_loss"] < first[0]["train_loss"]
+
+    wider = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, hidden_size=32))
+    with pytest.raises(KwsError, match="model.hidden_size"):
+        train(tiny_data, tmp_path / "wider", wider, progress=False, echo=_quiet, init_from=scratch.run_dir / "best.pt")
+    fewer = dataclasses.replace(tiny_config, data=dataclasses.replace(tiny_config.data, keywords=("yes", "no")))
+    with pytest.raises(KwsError, match="same words"):
+        train(tiny_data, tmp_path / "fewer", fewer, progress=False, echo=_quiet, init_from=scratch.run_dir / "best.pt")

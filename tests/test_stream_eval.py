@@ -1,0 +1,143 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import RATE, tone_stream
+from edge.detect import DetectorSettings
+from edge.runtime import Recognizer
+from kws.cli import main
+from kws.stream_eval import StepScores, calibrate, detect, report, table, uniform, write_thresholds
+from kws.streams import Word, read_truth, score_events, write_truth
+
+LABELS = ("_silence_", "_unknown_", "yes", "no", "up", "go")
+STEP_S = 0.03
+
+
+def test_each_case_of_matching_is_counted_exactly():
+    words = [Word("yes", 1.0, 1.5), Word("no", 3.0, 3.4), Word("go", 3.6, 4.0),  # no and go close together
+             Word("_unknown_", 6.0, 6.5), Word("up", 8.0, 8.5)]
+    events = [("yes", 1.6),  # matched
+              ("yes", 1.7),  # a second event for the same word: a false alarm
+              ("yes", 2.51),  # just past the word's end + 1 s: a false alarm
+              ("go", 4.2),  # in reach of both "no" and "go": goes to "go"
+              ("no", 4.3),  # then "no", still in reach, is matched too
+              ("up", 6.3),  # during another word: a false alarm
+              ("go", 8.9)]  # "up" answered with the wrong label
+    result = score_events(events, words, seconds=3600)
+    assert (result.keywords, result.matched, result.wrong, result.missed, result.false_alarms) == (4, 3, 1, 0, 3)
+    assert result.false_alarms_per_hour == 3
+    yes, up, go = result.per_label["yes"], result.per_label["up"], result.per_label["go"]
+    assert (yes.spoken, yes.matched, yes.false_alarms) == (1, 1, 2)
+    assert (up.spoken, up.matched, up.wrong, up.missed, up.false_alarms) == (1, 0, 1, 0, 1)
+    assert (go.matched, go.false_alarms) == (1, 0)
+    assert yes.latencies_s == pytest.approx((0.1,))
+    assert score_events([], words, 3600).missed == 4
+
+
+def _scores(bumps: list[tuple[str, float, float]], seconds: float) -> StepScores:
+    """Made-up runtime output: silence everywhere, and each (label, time, height) a 0.3 s plateau."""
+    times = np.arange(1, int(seconds / STEP_S) + 1) * STEP_S
+    p = np.zeros((len(times), len(LABELS)))
+    p[:, 0] = 1.0
+    for label, time_s, height in bumps:
+        inside = (times >= time_s) & (times < time_s + 0.3)
+        p[inside] = (1 - height) / (len(LABELS) - 1)
+        p[inside, LABELS.index(label)] = height
+    return StepScores(LABELS, times, p, seconds, DetectorSettings(0.8, 90.0, 1000.0))
+
+
+def test_detection_on_known_scores_gives_the_expected_counts():
+    words = [Word("yes", 1.0, 1.5), Word("no", 5.0, 5.5), Word("up", 9.0, 9.4), Word("go", 13.0, 13.5)]
+    scores = _scores([("yes", 1.5, 0.95), ("no", 5.6, 0.6), ("go", 9.5, 0.9), ("up", 20.0, 0.99),
+                      ("go", 13.4, 0.85)], seconds=30.0)
+    result = score_events(detect(scores, scores.settings), words, scores.seconds)
+    # yes and go found, no too quiet for 0.8, up answered as go, one false alarm far from any word
+    assert (result.matched, result.wrong, result.missed, result.false_alarms) == (2, 1, 1, 1)
+    lower = score_events(detect(scores, uniform(scores.settings, 0.5)), words, scores.seconds)
+    assert (lower.matched, lower.wrong, lower.missed, lower.false_alarms) == (3, 1, 0, 1)
+    figures = report(result, scores.settings, ["yes", "no", "up", "go"])
+    assert figures["overall"]["matched_percent"] == 50.0
+    assert list(figures["per_keyword"]) == ["yes", "no", "up", "go"]
+    assert figures["per_keyword"]["up"]["wrong"] == 1
+    assert "all" in table(figures).splitlines()[-1]
+
+
+@pytest.mark.parametrize("budget", [0.0, 60.0, 600.0])
+def test_calibration_meets_its_budget_on_its_negative_audio(budget):
+    rng = np.random.default_rng(0)
+    bumps = [(str(rng.choice(LABELS[2:])), t, float(rng.uniform(0.3, 0.99))) for t in np.arange(2.0, 598.0, 2.0)]
+    negatives = _scores(bumps, seconds=600.0)
+    thresholds = calibrate(negatives, budget)
+    assert set(thresholds) == set(LABELS[2:])
+    fired = detect(negatives, DetectorSettings(0.8, 90.0, 1000.0, thresholds))
+    assert len(fired) * 3600 / negatives.seconds <= budget
+    if budget == 600.0:  # a generous budget lets thresholds come down
+        assert min(thresholds.values()) < max(calibrate(negatives, 60.0).values())
+
+
+def test_thresholds_round_trip_through_the_onnx_metadata(tiny_export, tmp_path):
+    report_, _ = tiny_export
+    for path in (report_.window, report_.stream):
+        shutil.copy(path, tmp_path / path.name)
+    model = tmp_path / report_.window.name
+    write_thresholds(model, {"yes": 0.61, "no": 0.72, "stop": 0.93})
+    settings = Recognizer.from_onnx(model).settings
+    assert dict(settings.thresholds) == {"yes": 0.61, "no": 0.72, "stop": 0.93}
+    assert settings.threshold_of("no") == 0.72
+    assert (settings.average_ms, settings.suppression_ms) == (200.0, 1500.0)  # the rest is kept
+    assert Recognizer.from_onnx(model, threshold=0.5).settings.threshold_of("no") == 0.5  # --threshold wins
+    assert Recognizer.from_onnx(model).streaming  # the metadata still names the streaming twin
+
+
+def test_truth_csv_round_trip_and_errors(tmp_path):
+    words = [Word("yes", 1.0, 1.5), Word("_unknown_", 3.25, 3.75)]
+    write_truth(tmp_path / "truth.csv", words)
+    assert read_truth(tmp_path / "truth.csv") == words
+    (tmp_path / "bad.csv").write_text("word,when\nyes,1\n")
+    assert main(["eval-stream", "--model", "m.onnx", "--wav", "x.wav", "--truth", str(tmp_path / "bad.csv")]) == 2
+
+
+def test_eval_stream_and_calibrate_from_the_command_line(tiny_export, tmp_path, capsys):
+    report_, _ = tiny_export
+    for path in (report_.window, report_.stream):
+        shutil.copy(path, tmp_path / path.name)
+    model = tmp_path / report_.window.name
+    said = [("yes", 1.0), ("no", 4.0), ("happy", 7.0), ("stop", 10.0)]
+    audio, ends = tone_stream(said, seconds=13.0)
+    sf.write(tmp_path / "talk.wav", audio, RATE)
+    write_truth(tmp_path / "truth.csv", [Word("_unknown_" if w == "happy" else w, s, e)
+                                         for (w, s), e in zip(said, ends)])
+    out = tmp_path / "eval"
+    assert main(["eval-stream", "--model", str(model), "--wav", str(tmp_path / "talk.wav"),
+                 "--truth", str(tmp_path / "truth.csv"), "--out", str(out), "--no-progress"]) == 0
+    figures = json.loads((out / "kws.stream_report.json").read_text())
+    assert figures["overall"]["spoken"] == 3
+    # the same figures as edge's own Recognizer gives on the file
+    recognizer = Recognizer.from_onnx(model)
+    events = [(d.label, d.time_s) for d in recognizer.process(np.concatenate([audio, np.zeros(RATE // 2)]))]
+    expected = score_events(events, read_truth(tmp_path / "truth.csv"), len(audio) / RATE)
+    assert (figures["overall"]["matched"], figures["overall"]["false_alarms"]) == (expected.matched,
+                                                                                   expected.false_alarms)
+    assert main(["eval-stream", "--model", str(model), "--wav", str(tmp_path / "talk.wav"), "--threshold", "0.5",
+                 "--truth", str(tmp_path / "truth.csv"), "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "kws.stream_report.json").read_text())["overall"]["matched"] == 3
+    assert (out / "kws.det.png").stat().st_size > 0 and (out / "kws.timeline.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "matched" in printed and "all" in printed
+
+    negative, _ = tone_stream([("happy", 1.0), ("happy", 5.0)], seconds=9.0)
+    sf.write(tmp_path / "quiet.wav", negative, RATE)
+    assert main(["calibrate", "--model", str(model), "--negatives", str(tmp_path / "quiet.wav"),
+                 "--budget", "0", "--no-progress"]) == 0
+    assert "thresholds written" in capsys.readouterr().out
+    assert set(Recognizer.from_onnx(model).settings.thresholds) == {"yes", "no", "stop"}
+
+
+def test_eval_stream_needs_one_source(tiny_export, capsys):
+    model = str(tiny_export[0].window)
+    assert main(["eval-stream", "--model", model]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["calibrate", "--model", model, "--budget", "-1", "--negatives", "x.wav"]) == 2
