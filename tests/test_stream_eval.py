@@ -141,3 +141,34 @@ def test_eval_stream_needs_one_source(tiny_export, capsys):
     assert main(["eval-stream", "--model", model]) == 2
     assert "--data" in capsys.readouterr().err
     assert main(["calibrate", "--model", model, "--budget", "-1", "--negatives", "x.wav"]) == 2
+
+
+def _split_audio():
+    import torch
+
+    from kws.data import SplitAudio
+
+    rng = np.random.default_rng(1)
+    clips = np.zeros((6, RATE), np.float32)
+    for row in range(6):
+        clips[row, 4000:10000] = rng.normal(0, 0.05 * (row + 1), 6000)  # words at very different levels
+    labels = torch.tensor([2, 3, 2, 3, 1, 1])
+    return SplitAudio(torch.from_numpy(clips), labels, torch.from_numpy(rng.normal(0, 0.3, 20 * RATE).astype(np.float32)), [])
+
+
+def test_built_streams_put_words_at_the_chosen_signal_to_noise_ratio():
+    from kws.config import Config
+    from kws.streams import build_stream
+
+    labels = ("_silence_", "_unknown_", "yes", "no")
+    audio, words = build_stream(_split_audio(), labels, Config(), 60.0, seed=0, snr_db=(10.0, 20.0),
+                                noise_gain=(0.0, 0.1))
+    assert len(words) >= 15 and {w.label for w in words} == {"yes", "no", "_unknown_"}
+    noise_rms = 0.3 * 0.1
+    for word in words:
+        start = int(word.start_s * RATE) + 4000  # where the loud part of every clip lies
+        mixed = audio[start:start + 6000]
+        speech_rms = np.sqrt(max(np.mean(mixed ** 2) - noise_rms ** 2, 0))  # noise and speech add in power
+        assert 9.0 <= 20 * np.log10(speech_rms / noise_rms) <= 21.0
+    negative, negative_words = build_stream(_split_audio(), labels, Config(), 60.0, seed=0, keywords=False)
+    assert negative_words and all(w.label == "_unknown_" for w in negative_words)
