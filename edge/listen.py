@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +28,9 @@ from edge.errors import EdgeError
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "kws.onnx"
 CHUNK_MS = 100
 FLUSH_MS = 500  # silence fed after a file ends, so a word in its last moments still completes
+
+
+log = logging.getLogger(__name__)
 
 
 class _Stop(Exception):
@@ -46,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", type=Path, default=None, metavar="OUT.wav",
                    help="also save the audio as heard (16 kHz mono), to check a microphone set-up")
     p.add_argument("--window-only", action="store_true", help="ignore the streaming model (slower; for comparison)")
+    p.add_argument("--on-detect", metavar="COMMAND", default=None,
+                   help="run this program for every detection, e.g. \"/home/pi/bin/lights toggle\"; it runs "
+                        "without a shell and gets the event in its environment (KWS_LABEL, KWS_SCORE, KWS_TIME), "
+                        "never on its command line")
     return p
 
 
@@ -68,6 +79,38 @@ def _emit(detection: Detection, as_json: bool) -> None:
     else:
         line = f"{detection.time_s:8.2f} s  {detection.label:<10} {detection.score:.2f}"
     print(line, flush=True)
+
+
+class _Hook:
+    """--on-detect: a fixed argument list started for each detection, without a shell and without waiting.
+
+    The event travels in environment variables only, so no label text can ever become part of a command
+    line. Finished runs are reaped as new events come; a program that cannot start is reported and
+    listening goes on."""
+
+    def __init__(self, command: str | None):
+        self._argv: list[str] = []
+        self._running: list = []
+        if command is None:
+            return
+        try:
+            self._argv = shlex.split(command)
+        except ValueError as error:
+            raise EdgeError(f"--on-detect: cannot split {command!r} into arguments ({error})") from None
+        if not self._argv or shutil.which(self._argv[0]) is None:
+            raise EdgeError(f"--on-detect: program {self._argv[0] if self._argv else command!r} not found "
+                            "or not executable; give a path or a program on PATH")
+
+    def __call__(self, detection: Detection) -> None:
+        if not self._argv:
+            return
+        self._running = [p for p in self._running if p.poll() is None]
+        env = {**os.environ, "KWS_LABEL": detection.label, "KWS_SCORE": f"{detection.score:.4f}",
+               "KWS_TIME": f"{detection.time_s:.3f}"}
+        try:
+            self._running.append(subprocess.Popen(self._argv, env=env, stdin=subprocess.DEVNULL, shell=False))
+        except OSError as error:
+            log.warning("--on-detect: could not start %s: %s", self._argv[0], error)
 
 
 class _Recorder:
@@ -94,15 +137,18 @@ class _Recorder:
 
 
 def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool) -> None:
+    hook = _Hook(args.on_detect)
     recorder = _Recorder(args.record, recognizer.sample_rate)
     try:
         for chunk in chunks:
             recorder.write(chunk)
             for detection in recognizer.process(chunk):
                 _emit(detection, args.json)
+                hook(detection)
         if flush:
             for detection in recognizer.process(np.zeros(recognizer.sample_rate * FLUSH_MS // 1000, np.float32)):
                 _emit(detection, args.json)
+                hook(detection)
     finally:
         recorder.close()
 
@@ -132,6 +178,9 @@ def run(args) -> int:
             finally:
                 if microphone.overflows:
                     print(f"{microphone.overflows} input overflow(s): audio was dropped", file=sys.stderr)
+                if microphone.interruptions:
+                    print(f"the microphone was lost and reopened {microphone.interruptions} time(s)",
+                          file=sys.stderr)
     if recognizer.dropped_chunks:
         print(f"{recognizer.dropped_chunks} chunk(s) with NaN/inf samples were dropped", file=sys.stderr)
     return 0

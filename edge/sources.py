@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import sys
+import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -37,6 +38,29 @@ def _mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32, copy=False)
 
 
+def wav_truncation(path: str | Path) -> str | None:
+    """What is missing from a WAV file cut short (its data chunk promises more bytes than follow), or None.
+    libsndfile would quietly read the part that is there."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size = path.stat().st_size
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            length = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                remaining = size - f.tell()
+                # 0 and 0xFFFFFFFF are what writers to a pipe put there: the length was not known
+                if 0 < length < 0xFFFFFFFF and length > remaining:
+                    return f"its header promises {length} bytes of audio but only {remaining} follow"
+                return None
+            f.seek(length + (length & 1), 1)
+
+
 def file_chunks(path: str | Path, rate: int, chunk_samples: int) -> Iterator[np.ndarray]:
     """A WAV/FLAC/OGG file as chunks at `rate`; stereo is mixed down (with a notice)."""
     import soundfile as sf
@@ -48,6 +72,9 @@ def file_chunks(path: str | Path, rate: int, chunk_samples: int) -> Iterator[np.
         info = sf.info(str(path))
         if info.frames == 0:
             raise EdgeError(f"audio file {path} is empty")
+        truncated = wav_truncation(path)
+        if truncated:
+            raise EdgeError(f"audio file {path} is truncated ({truncated}); copy or record it again")
         blocks = sf.blocks(str(path), blocksize=chunk_samples, dtype="float32", always_2d=True)
     except sf.LibsndfileError as error:
         raise EdgeError(f"cannot read audio file {path}: {error}") from None
@@ -95,16 +122,20 @@ class Microphone:
     """A live input device as chunks at `rate`. Use as a context manager; the stream closes on exit.
 
     The device runs at 16 kHz when it can, else at its own default rate (44.1/48 kHz) and is resampled.
-    Overflows (audio the program was too slow to take) are counted, not fatal.
+    Overflows (audio the program was too slow to take) are counted, not fatal. A device that stops
+    delivering audio or disappears (a USB microphone pulled out, an audio server restarted) is reopened
+    with growing pauses between tries, until it is back.
     """
 
     def __init__(self, rate: int, device: int | str | None = None, block_ms: int = 50, stall_s: float = 5.0,
-                 device_rate: int | None = None):
+                 device_rate: int | None = None, retry_s: tuple[float, float] = (0.5, 10.0)):
         self._rate, self._device, self._block_ms, self._stall_s = rate, device, block_ms, stall_s
         self._forced_rate = device_rate  # open the device at this rate instead (e.g. a 48 kHz-only card)
+        self._retry_s = retry_s  # first and longest pause between tries to reopen a lost device
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=200)
         self._stream = None
         self.overflows = 0
+        self.interruptions = 0  # times the device was lost and reopened
         self.device_rate: int | None = None
         self.device_name: str | None = None
 
@@ -133,26 +164,63 @@ class Microphone:
         except queue.Full:  # the consumer is stuck; dropping is better than blocking the audio thread
             self.overflows += 1
 
-    def __enter__(self) -> Microphone:
+    def _start(self) -> None:
         sd = _sounddevice()
         try:
             self._stream = self._open()
             self._stream.start()
         except sd.PortAudioError as error:
+            self._close()
             raise EdgeError(f"cannot open the microphone ({error}); see --list-devices, or use --wav FILE") from None
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+                stream.close()
+            except Exception as error:  # a vanished device may fail to close; it is gone either way
+                log.debug("closing the lost stream failed: %s", error)
+
+    def __enter__(self) -> Microphone:
+        self._start()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
-            self._stream = None
+        self._close()
+
+    def _reopen(self, reason: str) -> None:
+        """Close the lost stream and try to open the device again until it works, pausing longer each time."""
+        self.interruptions += 1
+        log.warning("%s; reopening it", reason)
+        self._close()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        pause = self._retry_s[0]
+        while True:
+            try:
+                self._start()
+                log.warning("microphone back: %s at %d Hz", self.device_name, self.device_rate)
+                return
+            except EdgeError as error:
+                log.warning("still no microphone (%s); next try in %.1f s", error, pause)
+            time.sleep(pause)
+            pause = min(2 * pause, self._retry_s[1])
 
     def chunks(self) -> Iterator[np.ndarray]:
         resample = _Resampler(self.device_rate, self._rate)
+        waited = 0.0
+        poll = min(0.2, self._stall_s)
         while True:
             try:
-                block = self._queue.get(timeout=self._stall_s)
+                block = self._queue.get(timeout=poll)
             except queue.Empty:
-                raise EdgeError(f"the microphone delivered no audio for {self._stall_s:g} s") from None
+                waited += poll
+                lost = self._stream is None or not self._stream.active
+                if lost or waited >= self._stall_s:
+                    self._reopen("the microphone stopped" if lost else
+                                 f"the microphone delivered no audio for {self._stall_s:g} s")
+                    resample, waited = _Resampler(self.device_rate, self._rate), 0.0
+                continue
+            waited = 0.0
             yield resample(block)

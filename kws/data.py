@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from edge.sources import wav_truncation
 from kws.augment import noise_crops
 from kws.config import COMMANDS, SILENCE, UNKNOWN, Config, DataConfig, FeatureConfig
 from kws.errors import KwsError
@@ -147,6 +148,9 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
         raise KwsError(f"cannot read audio file {path}: {error}") from None
     if audio.shape[0] == 0:
         raise KwsError(f"audio file {path} is empty")
+    truncated = wav_truncation(path)
+    if truncated:
+        raise KwsError(f"audio file {path} is truncated ({truncated}); copy or record it again")
     if audio.shape[1] > 1:
         log.info("%s has %d channels; mixing down to mono", path, audio.shape[1])
     audio = audio.mean(axis=1)

@@ -94,6 +94,26 @@ def test_load_audio_resamples_and_mixes_down(tmp_path):
     assert 0.2 < float(np.abs(audio).max()) < 0.3  # the two channels are averaged
 
 
+@pytest.mark.parametrize("subtype, rate", [("PCM_U8", 16000), ("PCM_24", 16000), ("PCM_16", 48000)])
+def test_load_audio_reads_8_and_24_bit_and_48khz(tmp_path, subtype, rate):
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", tone, rate, subtype=subtype)
+    audio = load_audio(tmp_path / "a.wav", 16000)
+    expected = (0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    assert abs(len(audio) - 16000) <= 1
+    assert np.abs(audio[100:15900] - expected[100:15900]).max() < 0.02  # 8 bits: about 1/128 of full scale
+
+
+def test_a_wav_cut_short_is_refused(tmp_path):
+    sf.write(tmp_path / "whole.wav", np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    data = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    with pytest.raises(KwsError, match="cut.wav is truncated"):
+        load_audio(tmp_path / "cut.wav", 16000)
+    assert load_audio(tmp_path / "whole.wav", 16000).shape == (16000,)
+
+
 @pytest.mark.parametrize("content", [b"", b"this is not audio\n", b"RIFF\x24\x00\x00\x00WAVEfmt "])
 def test_unreadable_audio_is_a_clear_error(tmp_path, content):
     path = tmp_path / "bad.wav"

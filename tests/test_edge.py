@@ -172,6 +172,13 @@ def test_bad_audio_files(model, tmp_path, capsys, content):
     assert "bad.wav" in _error(capsys)
 
 
+def test_a_wav_cut_short_is_an_error_not_a_shorter_recording(model, stream_wav, tmp_path, capsys):
+    whole = stream_wav.read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[: len(whole) // 2])
+    assert main(["--model", str(model), "--wav", str(tmp_path / "cut.wav")]) == 2
+    assert "cut.wav is truncated" in _error(capsys)
+
+
 def test_missing_audio_file_and_bad_threshold(model, tmp_path, stream_wav, capsys):
     assert main(["--model", str(model), "--wav", str(tmp_path / "nothing.wav")]) == 2
     assert "not found" in _error(capsys)
@@ -189,3 +196,59 @@ def test_recorder_leaves_a_whole_file(model, stream_wav, tmp_path):
 def test_recognizer_api_errors(tmp_path):
     with pytest.raises(EdgeError, match="not found"):
         Recognizer.from_onnx(tmp_path / "none.onnx")
+
+
+def _labels_heard(model, path, capsys) -> list[str]:
+    assert main(["--model", str(model), "--wav", str(path), "--json", "--threshold", "0.5"]) == 0
+    return [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
+
+
+@pytest.mark.parametrize("subtype, rate", [("PCM_U8", RATE), ("PCM_24", RATE), ("PCM_16", 48000), ("FLOAT", 44100)])
+def test_other_sample_formats_and_rates_give_the_same_words(model, stream_wav, tmp_path, capsys, subtype, rate):
+    import soxr
+
+    audio, _ = sf.read(stream_wav, dtype="float32")
+    path = tmp_path / f"{subtype}.wav"
+    sf.write(path, soxr.resample(audio, RATE, rate) if rate != RATE else audio, rate, subtype=subtype)
+    assert _labels_heard(model, path, capsys) == _labels_heard(model, stream_wav, capsys)
+
+
+def test_a_clipped_full_scale_signal_is_processed(model, stream_wav, tmp_path, capsys):
+    audio, _ = sf.read(stream_wav, dtype="float32")
+    sf.write(tmp_path / "loud.wav", np.clip(audio * 50, -1, 1), RATE, subtype="PCM_16")
+    _labels_heard(model, tmp_path / "loud.wav", capsys)  # exit 0, whatever it hears in the distortion
+
+
+def _hook_script(tmp_path) -> Path:
+    script = tmp_path / "record_event.py"
+    script.write_text("#!" + sys.executable + "\n"
+                      "import json, os, sys\n"
+                      "with open(sys.argv[1], 'a') as f:\n"
+                      "    f.write(json.dumps({'argv': sys.argv[1:], 'label': os.environ['KWS_LABEL'],\n"
+                      "                        'score': os.environ['KWS_SCORE']}) + '\\n')\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_on_detect_runs_a_fixed_argument_list_with_the_event_in_its_environment(model, stream_wav, tmp_path,
+                                                                                capsys):
+    import time
+
+    log_file = tmp_path / "events; touch injected.txt"  # shell syntax in an argument stays one argument
+    command = f"{_hook_script(tmp_path)} '{log_file}' --mode 'two words'"
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5",
+                 "--on-detect", command]) == 0
+    printed = [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
+    for _ in range(100):  # the hooks run in the background
+        if log_file.exists() and len(log_file.read_text().splitlines()) == len(printed):
+            break
+        time.sleep(0.05)
+    runs = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert sorted(r["label"] for r in runs) == sorted(printed) and printed
+    assert all(r["argv"] == [str(log_file), "--mode", "two words"] for r in runs)
+    assert not (tmp_path / "injected.txt").exists() and not Path("injected.txt").exists()
+
+
+def test_on_detect_program_must_exist(model, stream_wav, capsys):
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--on-detect", "/no/such/program"]) == 2
+    assert "not found" in _error(capsys)

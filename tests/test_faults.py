@@ -1,0 +1,154 @@
+"""Faults a device meets unattended: a microphone that vanishes and returns, a training run killed hard,
+hours of audio through one runtime, and no network use."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import edge.sources
+from edge.errors import EdgeError
+from edge.sources import Microphone
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _FakeStream:
+    def __init__(self, device: "_FakeDevice", callback, blocksize: int):
+        self._device, self._callback, self._blocksize = device, callback, blocksize
+        self.active = False
+
+    def start(self):
+        # deliver this life's blocks at once, then fall silent as a pulled-out device does
+        self.active = True
+        for _ in range(self._device.lives.pop(0)):
+            self._device.sent += 1
+            block = np.full((self._blocksize, 1), self._device.sent, np.float32)
+            self._callback(block, self._blocksize, None, SimpleNamespace(input_overflow=self._device.sent == 2))
+        self.active = self._device.stays_active
+
+    def stop(self):
+        self.active = False
+
+    def close(self):
+        self._device.closed += 1
+
+
+class _FakeDevice:
+    """A stand-in for the sounddevice module: `lives` is how many blocks each opening delivers; opens in
+    `missing_opens` find no device."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, lives, missing_opens=(), stays_active=False):
+        self.lives, self.missing_opens, self.stays_active = list(lives), set(missing_opens), stays_active
+        self.opens = self.sent = self.closed = 0
+
+    def query_devices(self, device, kind):
+        self.opens += 1
+        if self.opens in self.missing_opens:
+            raise self.PortAudioError("Device unavailable")
+        return {"name": "fake mic", "default_samplerate": 16000}
+
+    def check_input_settings(self, *args, **kwargs):
+        pass
+
+    def InputStream(self, callback, blocksize, **kwargs):
+        return _FakeStream(self, callback, blocksize)
+
+
+def _take(microphone: Microphone, count: int, timeout_s: float = 10.0) -> list[np.ndarray]:
+    out, started = [], time.monotonic()
+    for chunk in microphone.chunks():
+        out.append(chunk)
+        if len(out) == count or time.monotonic() - started > timeout_s:
+            return out
+    return out
+
+
+@pytest.mark.parametrize("stays_active", [False, True], ids=["stream-stops", "stream-goes-quiet"])
+def test_a_lost_microphone_is_reopened_with_backoff_and_audio_resumes(monkeypatch, caplog, stays_active):
+    device = _FakeDevice(lives=[3, 4], missing_opens={2, 3}, stays_active=stays_active)
+    monkeypatch.setattr(edge.sources, "_sounddevice", lambda: device)
+    caplog.set_level(logging.WARNING, logger="edge.sources")
+    with Microphone(16000, stall_s=0.3, retry_s=(0.01, 0.02)) as microphone:
+        chunks = _take(microphone, 7)
+    assert [int(c[0]) for c in chunks] == [1, 2, 3, 4, 5, 6, 7]  # every block, in order, across the gap
+    assert microphone.interruptions == 1 and microphone.overflows == 1
+    assert device.opens == 4 and device.closed == 2  # two failed tries, then back; closed on exit
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("reopening" in m for m in messages)
+    assert sum("still no microphone" in m for m in messages) == 2
+    assert any("microphone back" in m for m in messages)
+
+
+def test_no_microphone_at_start_is_still_an_error(monkeypatch):
+    device = _FakeDevice(lives=[1], missing_opens={1})
+    monkeypatch.setattr(edge.sources, "_sounddevice", lambda: device)
+    with pytest.raises(EdgeError, match="no microphone found"):
+        with Microphone(16000):
+            pass
+
+
+def test_train_killed_mid_epoch_resumes_losing_at_most_one_epoch(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "kws", "train", "--data", str(tiny_data), "--out", str(run), "--epochs", "30",
+               "--hidden-size", "16", "--batch-size", "8", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finished = 0
+    for line in process.stdout:  # kill it once two epochs are done, while it works on the third
+        if line.lstrip().startswith("epoch"):
+            finished += 1
+            if finished == 2:
+                time.sleep(0.3)
+                process.send_signal(signal.SIGKILL)
+                break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    from kws.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(run / "last.pt")["epoch"]
+    assert saved >= 2  # every finished epoch is on disk
+    result = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming after epoch {saved}" in result.stdout
+    assert load_checkpoint(run / "last.pt")["epoch"] == 30
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_edge_opens_no_network_connection(tiny_export, tmp_path):
+    """Run edge.listen with every socket call made to fail loudly."""
+    model = tiny_export[0].window
+    audio = np.random.default_rng(0).normal(0, 0.05, 3 * 16000).astype(np.float32)
+    sf.write(tmp_path / "clip.wav", audio, 16000)
+    guard = (
+        "import socket, sys\n"
+        "def refuse(*a, **k):\n"
+        "    raise SystemExit('network use: ' + repr(a))\n"
+        "socket.socket.connect = socket.socket.connect_ex = socket.socket.bind = refuse\n"
+        "socket.create_connection = socket.getaddrinfo = refuse\n"
+        "from edge.listen import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", guard, "--model", str(model), "--wav", str(tmp_path / "clip.wav"),
+                             "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "network use" not in result.stderr
+
+
+def test_minutes_of_audio_keep_memory_flat_and_lose_no_chunk():
+    """The short version of `tools/soak.py --minutes 60`."""
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "soak.py"), "--minutes", "4"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "growth +" in result.stdout and result.stdout.strip().endswith("OK")
+    assert "dropped a chunk" in result.stderr  # the broken chunks were reported, and the run went on
