@@ -68,6 +68,8 @@ def file_chunks(path: str | Path, rate: int, chunk_samples: int) -> Iterator[np.
     path = Path(path)
     if not path.is_file():
         raise EdgeError(f"audio file {path} not found")
+    if path.stat().st_size == 0:
+        raise EdgeError(f"audio file {path} is empty (0 bytes); record or copy it again")
     try:
         info = sf.info(str(path))
         if info.frames == 0:
