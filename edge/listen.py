@@ -25,7 +25,14 @@ import numpy as np
 from edge.detect import Detection
 from edge.errors import EdgeError
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "kws.onnx"
+MODEL_NAME = "kws.onnx"
+
+
+def default_model() -> Path:
+    """The shipped model: models/ beside the package in a clone (an editable install), else where
+    `pip install .` put it (PREFIX/share/kws-edge/models)."""
+    beside = Path(__file__).resolve().parent.parent / "models" / MODEL_NAME
+    return beside if beside.is_file() else Path(sys.prefix) / "share" / "kws-edge" / "models" / MODEL_NAME
 CHUNK_MS = 100
 FLUSH_MS = 500  # silence fed after a file ends, so a word in its last moments still completes
 
@@ -39,8 +46,8 @@ class _Stop(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edge.listen", description="Offline keyword spotting.")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                   help="exported kws window model (default: %(default)s)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="exported kws window model (default: the shipped models/kws.onnx)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--wav", type=Path, metavar="FILE", help="process a sound file instead of the microphone")
     source.add_argument("--stdin", action="store_true", help="read raw 16-bit mono PCM at 16 kHz from stdin")
@@ -160,7 +167,8 @@ def run(args) -> int:
     if args.list_devices:
         print(list_devices())
         return 0
-    recognizer = Recognizer.from_onnx(args.model, threshold=args.threshold, streaming=not args.window_only)
+    recognizer = Recognizer.from_onnx(args.model or default_model(), threshold=args.threshold,
+                                      streaming=not args.window_only)
     rate = recognizer.sample_rate
     chunk = rate * CHUNK_MS // 1000
     if args.wav is not None:

@@ -1,9 +1,11 @@
 """Benchmark the edge runtime against PyTorch eager on the same audio, one thread each.
 
-    python tools/benchmark.py [--model models/kws.onnx] [--checkpoint runs/default/best.pt] [--seconds 60]
+    python tools/benchmark.py [--model models/kws.onnx] [--checkpoint models/kws.pt] [--seconds 60]
 
 Each runtime runs in a fresh child process, so start-up time and peak memory (max RSS) are its own.
-Prints model compute per second of audio (streaming and window), peak memory and start-up time.
+Prints model compute per second of audio (streaming and window), peak memory and start-up time, their
+PyTorch / edge ratios, and what `python -m edge.listen --realtime` costs replaying a file at real-time
+speed, as a microphone would feed it: its share of one CPU core and its peak memory.
 """
 
 from __future__ import annotations
@@ -94,13 +96,17 @@ RUNS = [("edge-stream", "edge, streaming ONNX"), ("edge-window", "edge, window O
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "kws.onnx")
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "default" / "best.pt")
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "kws.pt")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--realtime-seconds", type=float, default=30.0,
+                        help="length of the real-time edge.listen replay (0: skip it)")
     parser.add_argument("--child", choices=[kind for kind, _ in RUNS], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child, args)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # first, while no other child has run: the children's peak memory is then this one's alone
+    realtime = _realtime(args.model, args.realtime_seconds, env) if args.realtime_seconds > 0 else None
     results = {}
     for kind, _ in RUNS:
         if kind.startswith("torch") and not args.checkpoint.is_file():
@@ -123,6 +129,29 @@ def main() -> None:
     e = results["edge-stream"]
     print(f"edge streaming real-time factor: {e['compute_s'] / args.seconds:.4f} "
           f"({e['detections']} detections)")
+    if realtime:
+        print(realtime)
+
+
+def _realtime(model: Path, seconds: float, env: dict) -> str:
+    """edge.listen pacing a file at real-time speed: wall time, CPU time and peak memory of that process."""
+    import tempfile
+
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "replay.wav"
+        sf.write(path, _audio(seconds), 16000, subtype="PCM_16")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "edge.listen", "--model", str(model), "--wav", str(path), "--realtime"],
+                       env=env, capture_output=True, check=True, cwd=ROOT)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return (f"edge.listen --realtime, {seconds:g} s of audio: {wall:.1f} s wall (real-time factor "
+          f"{wall / seconds:.3f}, start-up included), {cpu:.2f} s CPU = {100 * cpu / wall:.1f}% of one core, "
+          f"peak {after.ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":
