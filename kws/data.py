@@ -142,11 +142,11 @@ def labels_for(keywords: tuple[str, ...]) -> tuple[str, ...]:
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Read any file libsndfile knows as mono float32 at `sample_rate` ([samples], in [-1, 1])."""
-    if Path(path).is_file() and Path(path).stat().st_size == 0:
-        raise KwsError(f"audio file {path} is empty (0 bytes); record or copy it again")
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # libsndfile raises several types for the same problem
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            raise KwsError(f"audio file {path} is empty (0 bytes); record or copy it again") from None
         raise KwsError(f"cannot read audio file {path}: {error}") from None
     if audio.shape[0] == 0:
         raise KwsError(f"audio file {path} is empty")

@@ -71,12 +71,16 @@ def uniform(settings: DetectorSettings, threshold: float) -> DetectorSettings:
     return dataclasses.replace(settings, threshold=threshold, thresholds=None)
 
 
+def sweep(scores: StepScores, words: list[Word], thresholds) -> list[StreamScore]:
+    """The detector replayed once per threshold, the same one for every keyword."""
+    return [score_events(detect(scores, uniform(scores.settings, t)), words, scores.seconds) for t in thresholds]
+
+
 def det_points(scores: StepScores, words: list[Word], thresholds=DET_THRESHOLDS) -> dict[str, list[dict]]:
     """Per keyword, across thresholds: miss rate (a wrong label counts as a miss) and its false alarms
     per hour. Also "all" for the whole set."""
     curves: dict[str, list[dict]] = {label: [] for label in [*scores.keywords, "all"]}
-    for threshold in thresholds:
-        result = score_events(detect(scores, uniform(scores.settings, threshold)), words, scores.seconds)
+    for threshold, result in zip(thresholds, sweep(scores, words, thresholds)):
         for label in scores.keywords:
             part = result.per_label.get(label)
             spoken = part.spoken if part else 0
@@ -99,12 +103,9 @@ def calibrate(negatives: StepScores, budget_per_hour: float, thresholds=THRESHOL
     time, to the keyword whose threshold is highest. A replay with the chosen thresholds then checks the
     total, and while it is over budget the keyword with the most false alarms moves up one step."""
     allowed = budget_per_hour * negatives.seconds / 3600  # false alarms the budget permits on this audio
-    counts = {label: [] for label in negatives.keywords}  # [label][threshold index] -> false alarms
-    for threshold in thresholds:
-        result = score_events(detect(negatives, uniform(negatives.settings, threshold)), [], negatives.seconds)
-        for label in negatives.keywords:
-            part = result.per_label.get(label)
-            counts[label].append(part.false_alarms if part else 0)
+    results = sweep(negatives, [], thresholds)
+    counts = {label: [r.per_label[label].false_alarms if label in r.per_label else 0 for r in results]
+              for label in negatives.keywords}  # [label][threshold index] -> false alarms
     share = allowed / len(negatives.keywords)
     position = {label: next((i for i, n in enumerate(counts[label]) if n <= share), len(thresholds) - 1)
                 for label in negatives.keywords}

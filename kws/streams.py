@@ -67,15 +67,11 @@ class StreamScore:
                 f"{self.false_alarms} false alarms ({self.false_alarms_per_hour:.1f} per hour)")
 
 
-def _loud_end(clip: np.ndarray, hop: int) -> int:
+def _loud_part(clip: np.ndarray, hop: int) -> tuple[int, float]:
+    """(end sample, RMS) of a clip's loud part: its 10 ms frames at >= 10% of the loudest frame's RMS."""
     frames = np.sqrt((clip[: len(clip) // hop * hop].reshape(-1, hop) ** 2).mean(axis=1))
-    return (int(np.nonzero(frames >= 0.1 * frames.max())[0][-1]) + 1) * hop
-
-
-def _loud_rms(clip: np.ndarray, hop: int) -> float:
-    frames = np.sqrt((clip[: len(clip) // hop * hop].reshape(-1, hop) ** 2).mean(axis=1))
-    loud = frames[frames >= 0.1 * frames.max()]
-    return float(np.sqrt((loud ** 2).mean())) if len(loud) else 0.0
+    loud = np.nonzero(frames >= 0.1 * frames.max())[0]
+    return (int(loud[-1]) + 1) * hop, float(np.sqrt((frames[loud] ** 2).mean()))
 
 
 def build_stream(audio: SplitAudio, labels: tuple[str, ...], config: Config, seconds: float, seed: int = 0,
@@ -110,14 +106,15 @@ def build_stream(audio: SplitAudio, labels: tuple[str, ...], config: Config, sec
             remaining.extend(rng.permutation(pool))
         index = remaining.pop()
         clip = audio.waveforms[index].numpy()
-        if snr_db is not None and noise_rms > 0 and _loud_rms(clip, hop) > 0:
-            gain = noise_rms * 10 ** (rng.uniform(*snr_db) / 20) / _loud_rms(clip, hop)
+        loud_end, loud_rms = _loud_part(clip, hop)  # a gain moves neither the end nor the SNR arithmetic
+        if snr_db is not None and noise_rms > 0 and loud_rms > 0:
+            gain = noise_rms * 10 ** (rng.uniform(*snr_db) / 20) / loud_rms
             clip = clip * min(gain, 0.99 / max(1e-6, float(np.abs(clip).max())))
         else:
             clip = clip * rng.uniform(0.5, 1.0)
         stream[position:position + len(clip)] += clip
         label = labels[int(audio.labels[index])]
-        words.append(Word(label, position / rate, (position + _loud_end(clip, hop)) / rate))
+        words.append(Word(label, position / rate, (position + loud_end) / rate))
         position += len(clip) + int(rng.uniform(*gap_s) * rate)
     if snr_db is not None:
         stream += looped * np.float32(noise_gain[1])
