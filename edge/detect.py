@@ -30,6 +30,11 @@ class DetectorSettings:
     average_ms: float = 200.0  # scores are averaged over this much of the recent past
     suppression_ms: float = 1500.0  # no second event this soon after one
     thresholds: Mapping[str, float] | None = None  # per-label overrides of `threshold`
+    # A second, slower rule: a keyword whose score averages at least `sustained_threshold` over the last
+    # `sustained_ms` fires too. A word the model is sure of fires at once on the first rule; one it is
+    # less sure of, but keeps hearing for most of a second, fires on this one a little later. 0: off.
+    sustained_ms: float = 0.0
+    sustained_threshold: float = 0.65
 
     def threshold_of(self, label: str) -> float:
         return (self.thresholds or {}).get(label, self.threshold)
@@ -57,19 +62,29 @@ class Detector:
         self._last_event_s = -np.inf
         self._holding.clear()
 
+    def _average(self, time_s: float, span_ms: float) -> np.ndarray:
+        return np.mean([s for t, s in self._recent if t > time_s - span_ms / 1000], axis=0)
+
     def update(self, scores: np.ndarray, time_s: float) -> Detection | None:
+        settings = self._settings
         self._recent.append((time_s, scores))
-        while self._recent[0][0] <= time_s - self._settings.average_ms / 1000:
+        while self._recent[0][0] <= time_s - max(settings.average_ms, settings.sustained_ms) / 1000:
             self._recent.popleft()
-        average = np.mean([s for _, s in self._recent], axis=0)
-        # A label re-arms once its score falls below its threshold: one long, loud word is one event.
-        self._holding = {i for i in self._holding if average[i] >= self._settings.threshold_of(self._labels[i])}
-        best = max(self._keyword_ids, key=lambda i: average[i])
-        label, score = self._labels[best], float(average[best])
-        if score < self._settings.threshold_of(label) or best in self._holding:
+        average = self._average(time_s, settings.average_ms)
+        thresholds = np.array([settings.threshold_of(label) for label in self._labels])
+        above = average >= thresholds
+        if settings.sustained_ms > 0:
+            sustained = self._average(time_s, settings.sustained_ms)
+            above_sustained = sustained >= settings.sustained_threshold
+            # Where only the slow rule holds, its average is the score that decides and is reported.
+            average = np.where(above | ~above_sustained, average, sustained)
+            above |= above_sustained
+        # A label re-arms once it is below threshold again: one long, loud word is one event.
+        self._holding = {i for i in self._holding if above[i]}
+        candidates = [i for i in self._keyword_ids if above[i] and i not in self._holding]
+        if not candidates or time_s - self._last_event_s < settings.suppression_ms / 1000:
             return None
-        if time_s - self._last_event_s < self._settings.suppression_ms / 1000:
-            return None
+        best = max(candidates, key=lambda i: average[i])
         self._last_event_s = time_s
         self._holding.add(best)
-        return Detection(label, score, time_s)
+        return Detection(self._labels[best], float(average[best]), time_s)

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="input device number or name (see --list-devices)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--threshold", type=float, default=None,
-                   help="score needed to report a keyword, 0..1 (default: the model's own thresholds)")
+                   help="score needed to report a keyword at once, 0..1 (default: the model's own thresholds; "
+                   "its slower rule for steadily heard words stays)")
     p.add_argument("--json", action="store_true", help="one JSON object per detection per line")
     p.add_argument("--record", type=Path, default=None, metavar="OUT.wav",
                    help="also save the audio as heard (16 kHz mono), to check a microphone set-up")

@@ -7,6 +7,7 @@ here is specific to one model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import deque
@@ -153,7 +154,7 @@ class Recognizer:
     def from_onnx(cls, path: str | Path, threshold: float | None = None, settings: DetectorSettings | None = None,
                   streaming: bool = True) -> Recognizer:
         """Load a window model (and its streaming twin beside it, unless `streaming` is False).
-        `threshold` overrides the model's own thresholds, all keywords alike."""
+        `threshold` overrides the model's own thresholds, all keywords alike (its sustained rule stays)."""
         path = Path(path)
         info = read_model_info(path, None)
         if settings is None:
@@ -161,7 +162,7 @@ class Recognizer:
         if threshold is not None:
             if not 0.0 < threshold <= 1.0:
                 raise EdgeError(f"threshold must be in (0, 1], not {threshold}")
-            settings = DetectorSettings(threshold, settings.average_ms, settings.suppression_ms, None)
+            settings = dataclasses.replace(settings, threshold=threshold, thresholds=None)
         step = int(info.stream.get("step_samples") or info.sample_rate * 30 // 1000)
         stream_path = info.stream_path if streaming else None
         if stream_path is not None:

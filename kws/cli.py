@@ -8,7 +8,14 @@ import logging
 import sys
 from pathlib import Path
 
-from kws.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig
+from kws.config import (
+    AugmentConfig,
+    Config,
+    DataConfig,
+    FeatureConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from kws.errors import KwsError
 
 # flag -> (config section, field, type); flags left unset keep the stored or default value
@@ -23,13 +30,15 @@ _OVERRIDES = {
     "layers": ("model", "num_layers", int),
     "dropout": ("model", "dropout", float),
     "frame_stack": ("model", "frame_stack", int),
+    "n_mfcc": ("features", "n_mfcc", int),
     "speed_change": ("augment", "speed_change", float),
     "context_ms": ("augment", "context_ms", int),
     "level_db": ("augment", "level_db", float),
+    "noise_gain_max": ("augment", "noise_gain_max", float),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
 }
-_DEFAULTS = {"train": TrainConfig(), "model": ModelConfig(), "data": DataConfig(), "augment": AugmentConfig()}
+_DEFAULTS = {"features": FeatureConfig(), "train": TrainConfig(), "model": ModelConfig(), "data": DataConfig(), "augment": AugmentConfig()}
 
 
 def _keywords(text: str) -> tuple[str, ...]:
@@ -78,6 +87,9 @@ def _add_export(sub) -> None:
     p.add_argument("--threshold", type=float, default=0.8, help="detection threshold stored for edge.listen (default: %(default)s)")
     p.add_argument("--average-ms", type=float, default=200.0, help="score smoothing window stored for edge.listen (default: %(default)s)")
     p.add_argument("--suppression-ms", type=float, default=1500.0, help="minimum time between two events (default: %(default)s)")
+    p.add_argument("--sustained-ms", type=float, default=0.0, help="also fire on a keyword whose score averages "
+                   "--sustained-threshold over this long; 0: off (default: %(default)s)")
+    p.add_argument("--sustained-threshold", type=float, default=0.65, help="(default: %(default)s)")
 
 
 def _snr(text: str) -> tuple[float, float]:
@@ -189,9 +201,12 @@ def _run(args) -> int:
 
         if args.stream_steps < 1 or args.verify_clips < 1:
             raise KwsError("--stream-steps and --verify-clips must be at least 1")
-        if not 0 < args.threshold <= 1 or args.average_ms < 0 or args.suppression_ms < 0:
-            raise KwsError("--threshold must be in (0, 1]; --average-ms and --suppression-ms at least 0")
-        detection = {"threshold": args.threshold, "average_ms": args.average_ms, "suppression_ms": args.suppression_ms}
+        if not (0 < args.threshold <= 1 and 0 < args.sustained_threshold <= 1):
+            raise KwsError("--threshold and --sustained-threshold must be in (0, 1]")
+        if min(args.average_ms, args.suppression_ms, args.sustained_ms) < 0:
+            raise KwsError("--average-ms, --suppression-ms and --sustained-ms must be at least 0")
+        detection = {"threshold": args.threshold, "average_ms": args.average_ms, "suppression_ms": args.suppression_ms,
+                     "sustained_ms": args.sustained_ms, "sustained_threshold": args.sustained_threshold}
         report = export_checkpoint(args.checkpoint, args.out, args.data, args.int8, args.verify_clips,
                                    args.stream_steps, detection)
         print(report.summary())
@@ -227,6 +242,7 @@ def _eval_stream(args) -> int:
     overall = result.figures["overall"]
     print(f"{source}: {overall['spoken']} keywords, "
           f"{sum(not w.is_keyword for w in words)} other words, model {args.model}")
+    print(f"detection: {stream_eval.describe(result.settings)}")
     print(stream_eval.table(result.figures))
     if args.out is not None and args.save_stream and args.data is not None:
         import soundfile as sf

@@ -76,6 +76,16 @@ def sweep(scores: StepScores, words: list[Word], thresholds) -> list[StreamScore
     return [score_events(detect(scores, uniform(scores.settings, t)), words, scores.seconds) for t in thresholds]
 
 
+def describe(settings: DetectorSettings) -> str:
+    """The detection settings in a few words, for reports and plot titles."""
+    text = f"threshold {settings.threshold:g} on a {settings.average_ms:.0f} ms average"
+    if settings.thresholds:
+        text += " (or per keyword)"
+    if settings.sustained_ms:
+        text += f", or {settings.sustained_threshold:g} on {settings.sustained_ms:.0f} ms"
+    return text + f", events {settings.suppression_ms:.0f} ms apart"
+
+
 def det_points(scores: StepScores, words: list[Word], thresholds=DET_THRESHOLDS) -> dict[str, list[dict]]:
     """Per keyword, across thresholds: miss rate (a wrong label counts as a miss) and its false alarms
     per hour. Also "all" for the whole set."""
@@ -275,6 +285,7 @@ def recording(path: str | Path, model: str | Path) -> np.ndarray:
 class StreamEvaluation:
     figures: dict
     files: tuple[Path, ...]
+    settings: DetectorSettings
 
 
 def evaluate_stream(model: str | Path, audio: np.ndarray, words: list[Word], out: Path | None,
@@ -294,10 +305,10 @@ def evaluate_stream(model: str | Path, audio: np.ndarray, words: list[Word], out
         save_json(files[-1], figures)
         files.append(out / f"{name}.det.png")
         plot_det(files[-1], figures["det"], f"{name}: {scores.seconds / 60:.0f} min, {figures['overall']['spoken']} "
-                 f"keywords, averaging {settings.average_ms:.0f} ms")
+                 f"keywords\n{describe(settings)}")
         files.append(out / f"{name}.timeline.png")
         plot_timeline(files[-1], scores, words, events, settings, 0.0, min(excerpt_s, scores.seconds))
-    return StreamEvaluation(figures, tuple(files))
+    return StreamEvaluation(figures, tuple(files), settings)
 
 
 def write_thresholds(model: str | Path, thresholds: dict[str, float]) -> None:

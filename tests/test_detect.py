@@ -57,3 +57,30 @@ def test_reset_forgets_history():
     assert len(_run(detector, [(0.0, 0.9, 0.0)])) == 1
     detector.reset()
     assert len(_run(detector, [(0.1, 0.9, 0.0)])) == 1
+
+
+def test_sustained_rule_fires_on_a_steady_middling_score_and_reports_its_average():
+    settings = DetectorSettings(threshold=0.9, average_ms=100, suppression_ms=1500,
+                                sustained_ms=500, sustained_threshold=0.6)
+    frames = [(0.01 * i, 0.7, 0.0) for i in range(80)]  # 0.7 for 0.8 s: never 0.9, steady above 0.6
+    assert _run(Detector(LABELS, settings), frames) == [Detection("yes", pytest.approx(0.7), 0.0)]
+    off = DetectorSettings(threshold=0.9, average_ms=100, suppression_ms=1500)
+    assert _run(Detector(LABELS, off), frames) == []
+
+
+def test_sustained_rule_waits_for_its_average_and_ignores_a_short_burst():
+    settings = DetectorSettings(threshold=0.95, average_ms=100, suppression_ms=1500,
+                                sustained_ms=500, sustained_threshold=0.6)
+    burst = [(0.01 * i, 0.8 if 10 <= i < 30 else 0.1, 0.0) for i in range(100)]  # 0.2 s at 0.8
+    assert _run(Detector(LABELS, settings), burst) == []
+    # from silence, a steady 0.8 lifts the 0.5 s average over 0.6 once 38 of its 50 steps are 0.8
+    steady = [(0.01 * i, 0.8 if i >= 50 else 0.0, 0.0) for i in range(150)]
+    (event,) = _run(Detector(LABELS, settings), steady)
+    assert event.label == "yes" and event.time_s == pytest.approx(0.87)
+
+
+def test_quick_rule_still_fires_first_when_the_sustained_rule_is_on():
+    settings = DetectorSettings(threshold=0.6, average_ms=1, suppression_ms=1500,
+                                sustained_ms=1000, sustained_threshold=0.6)
+    frames = [(0.03 * i, 0.9 if i >= 10 else 0.0, 0.0) for i in range(60)]
+    assert _run(Detector(LABELS, settings), frames) == [Detection("yes", 0.9, 0.3)]

@@ -9,7 +9,7 @@ from conftest import RATE, tone_stream
 from edge.detect import DetectorSettings
 from edge.runtime import Recognizer
 from kws.cli import main
-from kws.stream_eval import StepScores, calibrate, detect, report, table, uniform, write_thresholds
+from kws.stream_eval import StepScores, calibrate, describe, detect, report, table, uniform, write_thresholds
 from kws.streams import Word, read_truth, score_events, write_truth
 
 LABELS = ("_silence_", "_unknown_", "yes", "no", "up", "go")
@@ -90,6 +90,22 @@ def test_thresholds_round_trip_through_the_onnx_metadata(tiny_export, tmp_path):
     assert (settings.average_ms, settings.suppression_ms) == (200.0, 1500.0)  # the rest is kept
     assert Recognizer.from_onnx(model, threshold=0.5).settings.threshold_of("no") == 0.5  # --threshold wins
     assert Recognizer.from_onnx(model).streaming  # the metadata still names the streaming twin
+
+
+def test_sustained_rule_is_read_from_the_metadata_and_kept_by_threshold(tiny_export, tmp_path):
+    from kws.export import update_metadata
+
+    report_, _ = tiny_export
+    for path in (report_.window, report_.stream):
+        shutil.copy(path, tmp_path / path.name)
+    model = tmp_path / report_.window.name
+    update_metadata(model, lambda props: {**props, "detection": json.dumps(
+        {"threshold": 0.95, "average_ms": 300, "suppression_ms": 1500, "sustained_ms": 1000,
+         "sustained_threshold": 0.65})})
+    settings = Recognizer.from_onnx(model).settings
+    assert (settings.threshold, settings.sustained_ms, settings.sustained_threshold) == (0.95, 1000, 0.65)
+    assert Recognizer.from_onnx(model, threshold=0.5).settings.sustained_ms == 1000
+    assert "or 0.65 on 1000 ms" in describe(settings)
 
 
 def test_truth_csv_round_trip_and_errors(tmp_path):

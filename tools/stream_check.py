@@ -1,6 +1,8 @@
-"""Choose detection settings: score one long validation stream across thresholds, smoothing and suppression.
+"""Choose detection settings: score one long validation stream across thresholds, smoothing, the slower
+sustained rule and suppression.
 
     python tools/stream_check.py --data ../shared/data/speech_commands [--model models/kws.onnx] [--minutes 10]
+        [--thresholds 0.8,0.9] [--average-ms 200,300] [--sustained 0,800/0.7,1000/0.65] [--suppression-ms 1500]
 
 The runtime runs once over a seeded stream (as `kws eval-stream` builds it); the detector is then replayed
 for each setting. For one setting in depth (per keyword, DET curve, timeline) use `kws eval-stream`.
@@ -21,6 +23,22 @@ from kws.streams import score_events
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _numbers(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("give comma-separated numbers, e.g. 0.8,0.9") from None
+
+
+def _sustained(text: str) -> tuple[tuple[float, float], ...]:
+    """'0,1000/0.65' -> ((0, 0.0), (1000, 0.65))"""
+    try:
+        return tuple((float(v), 0.0) if v.strip() == "0" else tuple(float(x) for x in v.split("/", 1))
+                     for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("give MS/THRESHOLD pairs or 0, e.g. 0,1000/0.65") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
@@ -28,6 +46,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--window-only", action="store_true", help="score with the window model, not the stream")
+    parser.add_argument("--thresholds", type=_numbers, default=(0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95))
+    parser.add_argument("--average-ms", type=_numbers, default=(100, 200, 300))
+    parser.add_argument("--sustained", type=_sustained, default=((0, 0.0), (800, 0.7), (1000, 0.6), (1000, 0.65)),
+                        help="slower rules to try, MS/THRESHOLD, comma-separated; 0 for none")
+    parser.add_argument("--suppression-ms", type=_numbers, default=(1500,))
     args = parser.parse_args()
 
     audio, words = validation_stream(args.model, args.data, args.minutes, args.seed)
@@ -35,14 +58,15 @@ def main() -> None:
     n_keywords = sum(w.is_keyword for w in words)
     print(f"{args.minutes:g} min stream, seed {args.seed}: {n_keywords} keywords, "
           f"{len(words) - n_keywords} other words; model {args.model}")
-    print(f"{'threshold':>9} {'avg ms':>6} {'supp ms':>7}  {'matched':>8} {'wrong':>6} {'FA/h':>6} "
+    print(f"{'threshold':>9} {'avg ms':>6} {'sustained':>9} {'supp ms':>7}  {'matched':>8} {'wrong':>6} {'FA/h':>6} "
           f"{'latency median / p90 s':>23}")
-    for threshold, average_ms, suppression_ms in itertools.product(
-            (0.5, 0.6, 0.7, 0.8, 0.85, 0.9), (30, 100, 200, 300), (1000, 1500)):
-        result = score_events(detect(scores, DetectorSettings(threshold, average_ms, suppression_ms)), words,
-                              scores.seconds)
+    for threshold, average_ms, (sustained_ms, sustained_threshold), suppression_ms in itertools.product(
+            args.thresholds, args.average_ms, args.sustained, args.suppression_ms):
+        settings = DetectorSettings(threshold, average_ms, suppression_ms, None, sustained_ms, sustained_threshold)
+        result = score_events(detect(scores, settings), words, scores.seconds)
         latency = result.latencies_s or [np.nan]
-        print(f"{threshold:>9.2f} {average_ms:>6} {suppression_ms:>7}  "
+        sustained = f"{sustained_ms:g}/{sustained_threshold:g}" if sustained_ms else "-"
+        print(f"{threshold:>9.2f} {average_ms:>6g} {sustained:>9} {suppression_ms:>7g}  "
               f"{100 * result.matched / result.keywords:>7.1f}% {100 * result.wrong / result.keywords:>5.1f}% "
               f"{result.false_alarms_per_hour:>6.1f} {np.median(latency):>11.2f} / {np.percentile(latency, 90):.2f}")
 
