@@ -40,6 +40,27 @@ class DetectorSettings:
         return (self.thresholds or {}).get(label, self.threshold)
 
 
+class _RecentMean:
+    """Mean of the scores of the last `span_s` seconds, kept as a running sum: O(1) per step."""
+
+    def __init__(self, span_s: float):
+        self._span_s = span_s
+        self._recent: deque[tuple[float, np.ndarray]] = deque()
+        self._sum = 0.0
+
+    def clear(self) -> None:
+        self._recent.clear()
+        self._sum = 0.0
+
+    def push(self, scores: np.ndarray, time_s: float) -> np.ndarray:
+        scores = np.asarray(scores, np.float64)
+        self._recent.append((time_s, scores))
+        self._sum = self._sum + scores
+        while self._recent[0][0] <= time_s - self._span_s:
+            self._sum = self._sum - self._recent.popleft()[1]
+        return self._sum / len(self._recent)
+
+
 class Detector:
     """Feed it `update(scores, time_s)` once per model step; it returns a Detection or None."""
 
@@ -49,7 +70,9 @@ class Detector:
         if not self._keyword_ids:
             raise ValueError("the model has no keyword labels")
         self._settings = settings
-        self._recent: deque[tuple[float, np.ndarray]] = deque()
+        self._thresholds = np.array([settings.threshold_of(label) for label in self._labels])
+        self._quick = _RecentMean(settings.average_ms / 1000)
+        self._sustained = _RecentMean(settings.sustained_ms / 1000) if settings.sustained_ms > 0 else None
         self._last_event_s = -np.inf
         self._holding: set[int] = set()  # labels that fired and have not dropped below threshold since
 
@@ -58,31 +81,25 @@ class Detector:
         return self._settings
 
     def reset(self) -> None:
-        self._recent.clear()
+        self._quick.clear()
+        if self._sustained is not None:
+            self._sustained.clear()
         self._last_event_s = -np.inf
         self._holding.clear()
 
-    def _average(self, time_s: float, span_ms: float) -> np.ndarray:
-        return np.mean([s for t, s in self._recent if t > time_s - span_ms / 1000], axis=0)
-
     def update(self, scores: np.ndarray, time_s: float) -> Detection | None:
-        settings = self._settings
-        self._recent.append((time_s, scores))
-        while self._recent[0][0] <= time_s - max(settings.average_ms, settings.sustained_ms) / 1000:
-            self._recent.popleft()
-        average = self._average(time_s, settings.average_ms)
-        thresholds = np.array([settings.threshold_of(label) for label in self._labels])
-        above = average >= thresholds
-        if settings.sustained_ms > 0:
-            sustained = self._average(time_s, settings.sustained_ms)
-            above_sustained = sustained >= settings.sustained_threshold
+        average = self._quick.push(scores, time_s)
+        above = average >= self._thresholds
+        if self._sustained is not None:
+            sustained = self._sustained.push(scores, time_s)
+            above_sustained = sustained >= self._settings.sustained_threshold
             # Where only the slow rule holds, its average is the score that decides and is reported.
             average = np.where(above | ~above_sustained, average, sustained)
             above |= above_sustained
         # A label re-arms once it is below threshold again: one long, loud word is one event.
         self._holding = {i for i in self._holding if above[i]}
         candidates = [i for i in self._keyword_ids if above[i] and i not in self._holding]
-        if not candidates or time_s - self._last_event_s < settings.suppression_ms / 1000:
+        if not candidates or time_s - self._last_event_s < self._settings.suppression_ms / 1000:
             return None
         best = max(candidates, key=lambda i: average[i])
         self._last_event_s = time_s
