@@ -31,6 +31,15 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete what an atomic_write of `path` left when its process was killed (SIGKILL, power loss)
+    before it could rename or clean up; returns the deleted files."""
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
 

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from kws.augment import add_noise, augment_audio, perturb, spec_mask
-from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint, save_checkpoint
+from kws.checkpoint import (atomic_write, load_checkpoint, model_from_checkpoint, remove_stale_temporaries,
+                            save_checkpoint)
 from kws.config import Config
 from kws.data import (SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
                       resolve_keywords, scan)
@@ -171,6 +172,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     # Store the words themselves, so the checkpoint and the exported model say which words they know.
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, keywords=keywords))
     state = _start_state(run_dir, config, resume)
+    # A run killed while writing leaves a temporary beside the file it was replacing; the file itself is whole.
+    for name in (LAST, BEST, "metrics.json", "metrics.csv", "config.json"):
+        remove_stale_temporaries(run_dir / name)
     labels = labels_for(keywords)
     if state is not None and tuple(state["labels"]) != labels:
         raise KwsError(f"{run_dir / LAST} has labels {state['labels']}, but this data gives {list(labels)}")
@@ -189,6 +193,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
          f"{len(train_audio.noise) / config.features.sample_rate:.0f} s of training noise, "
          f"{skipped} unreadable file(s) skipped; labels: {', '.join(labels)}")
 
+    torch.manual_seed(config.train.seed)  # the initial weights, too, come from the seed alone
     model = KeywordLSTM(len(labels), config.features, config.model)
     if state is None and init_from is not None:
         model = _initial_weights(Path(init_from), config, labels)

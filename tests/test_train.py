@@ -43,9 +43,13 @@ def test_resume_matches_an_uninterrupted_run(tiny_data, tiny_config, tmp_path, m
         train(tiny_data, tmp_path / "split", tiny_config, progress=False, echo=_quiet)
     assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
     monkeypatch.setattr(kws.train, "_train_epoch", real_epoch)
+    # what a SIGKILL in the middle of saving leaves beside the whole last.pt
+    stale = tmp_path / "split" / ".last.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
     lines = []
     train(tiny_data, tmp_path / "split", tiny_config, resume=True, progress=False, echo=lines.append)
     assert any("resuming after epoch 2" in line for line in lines)
+    assert not stale.exists()
 
     whole, split = (load_checkpoint(tmp_path / name / "last.pt") for name in ("whole", "split"))
     assert split["epoch"] == 3
