@@ -36,6 +36,15 @@ class DetectorSettings:
     sustained_ms: float = 0.0
     sustained_threshold: float = 0.65
 
+    def __post_init__(self):
+        for name, value in [("threshold", self.threshold), ("sustained_threshold", self.sustained_threshold),
+                            *(self.thresholds or {}).items()]:
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], not {value}")
+        for name in ("average_ms", "suppression_ms", "sustained_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
+
     def threshold_of(self, label: str) -> float:
         return (self.thresholds or {}).get(label, self.threshold)
 

@@ -157,12 +157,13 @@ class Recognizer:
         `threshold` overrides the model's own thresholds, all keywords alike (its sustained rule stays)."""
         path = Path(path)
         info = read_model_info(path, None)
-        if settings is None:
-            settings = DetectorSettings(**info.detection)
-        if threshold is not None:
-            if not 0.0 < threshold <= 1.0:
-                raise EdgeError(f"threshold must be in (0, 1], not {threshold}")
-            settings = dataclasses.replace(settings, threshold=threshold, thresholds=None)
+        try:
+            if settings is None:
+                settings = DetectorSettings(**info.detection)
+            if threshold is not None:
+                settings = dataclasses.replace(settings, threshold=threshold, thresholds=None)
+        except ValueError as error:
+            raise EdgeError(f"detection settings of {path}: {error}") from None
         step = int(info.stream.get("step_samples") or info.sample_rate * 30 // 1000)
         stream_path = info.stream_path if streaming else None
         if stream_path is not None:

@@ -201,12 +201,9 @@ def _run(args) -> int:
 
         if args.stream_steps < 1 or args.verify_clips < 1:
             raise KwsError("--stream-steps and --verify-clips must be at least 1")
-        if not (0 < args.threshold <= 1 and 0 < args.sustained_threshold <= 1):
-            raise KwsError("--threshold and --sustained-threshold must be in (0, 1]")
-        if min(args.average_ms, args.suppression_ms, args.sustained_ms) < 0:
-            raise KwsError("--average-ms, --suppression-ms and --sustained-ms must be at least 0")
-        detection = {"threshold": args.threshold, "average_ms": args.average_ms, "suppression_ms": args.suppression_ms,
-                     "sustained_ms": args.sustained_ms, "sustained_threshold": args.sustained_threshold}
+        detection = dataclasses.asdict(_detector_settings(
+            threshold=args.threshold, average_ms=args.average_ms, suppression_ms=args.suppression_ms,
+            sustained_ms=args.sustained_ms, sustained_threshold=args.sustained_threshold))
         report = export_checkpoint(args.checkpoint, args.out, args.data, args.int8, args.verify_clips,
                                    args.stream_steps, detection)
         print(report.summary())
@@ -223,14 +220,23 @@ def _run(args) -> int:
     raise AssertionError(args.command)  # argparse only lets known commands through
 
 
+def _detector_settings(**values):
+    from edge.detect import DetectorSettings
+
+    try:
+        return DetectorSettings(**values)
+    except ValueError as error:
+        raise KwsError(f"detection settings: {error}") from None
+
+
 def _eval_stream(args) -> int:
     from kws import stream_eval
     from kws.streams import read_truth, write_truth
 
     if (args.data is None) == (args.wav is None) or (args.wav is None) != (args.truth is None):
         raise KwsError("give either --data (to build a stream) or --wav with --truth")
-    if args.threshold is not None and not 0 < args.threshold <= 1:
-        raise KwsError("--threshold must be in (0, 1]")
+    if args.threshold is not None:
+        _detector_settings(threshold=args.threshold)  # refuse a bad value before the long run
     if args.data is not None:
         audio, words = stream_eval.validation_stream(args.model, args.data, args.minutes, args.seed, args.snr_db)
         source = f"{args.minutes:g} min stream of {args.data} (seed {args.seed})"
