@@ -6,6 +6,7 @@ real time, or a test's made-up scores.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass
 from typing import Mapping
@@ -25,7 +26,7 @@ class Detection:
 @dataclass(frozen=True)
 class DetectorSettings:
     # Fallbacks for a model that stores none; an exported model carries its own in its metadata
-    # (the shipped one: 0.9, 300 ms, 1500 ms, chosen on long validation audio).
+    # (the shipped model's, chosen on long validation audio, are in models/MODEL_CARD.md).
     threshold: float = 0.8
     average_ms: float = 200.0  # scores are averaged over this much of the recent past
     suppression_ms: float = 1500.0  # no second event this soon after one
@@ -47,6 +48,10 @@ class DetectorSettings:
 
     def threshold_of(self, label: str) -> float:
         return (self.thresholds or {}).get(label, self.threshold)
+
+    def with_threshold(self, threshold: float) -> DetectorSettings:
+        """The same smoothing, sustained rule and suppression, with one threshold for every keyword."""
+        return dataclasses.replace(self, threshold=threshold, thresholds=None)
 
 
 class _RecentMean:

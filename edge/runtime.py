@@ -7,7 +7,6 @@ here is specific to one model.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections import deque
@@ -161,7 +160,7 @@ class Recognizer:
             if settings is None:
                 settings = DetectorSettings(**info.detection)
             if threshold is not None:
-                settings = dataclasses.replace(settings, threshold=threshold, thresholds=None)
+                settings = settings.with_threshold(threshold)
         except ValueError as error:
             raise EdgeError(f"detection settings of {path}: {error}") from None
         step = int(info.stream.get("step_samples") or info.sample_rate * 30 // 1000)

@@ -66,14 +66,9 @@ def detect(scores: StepScores, settings: DetectorSettings) -> list[tuple[str, fl
     return events
 
 
-def uniform(settings: DetectorSettings, threshold: float) -> DetectorSettings:
-    """The same smoothing and suppression with one threshold for every keyword."""
-    return dataclasses.replace(settings, threshold=threshold, thresholds=None)
-
-
 def sweep(scores: StepScores, words: list[Word], thresholds) -> list[StreamScore]:
     """The detector replayed once per threshold, the same one for every keyword."""
-    return [score_events(detect(scores, uniform(scores.settings, t)), words, scores.seconds) for t in thresholds]
+    return [score_events(detect(scores, scores.settings.with_threshold(t)), words, scores.seconds) for t in thresholds]
 
 
 def describe(settings: DetectorSettings) -> str:
@@ -293,7 +288,7 @@ def evaluate_stream(model: str | Path, audio: np.ndarray, words: list[Word], out
                     excerpt_s: float = 30.0) -> StreamEvaluation:
     """Score the runtime on one recording; with `out`, write the report JSON, a DET picture and a timeline."""
     scores = run_model(model, audio, progress, streaming)
-    settings = scores.settings if threshold is None else uniform(scores.settings, threshold)
+    settings = scores.settings if threshold is None else scores.settings.with_threshold(threshold)
     events = detect(scores, settings)
     figures = report(score_events(events, words, scores.seconds), settings, scores.keywords)
     files: list[Path] = []

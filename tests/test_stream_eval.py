@@ -9,7 +9,7 @@ from conftest import RATE, tone_stream
 from edge.detect import DetectorSettings
 from edge.runtime import Recognizer
 from kws.cli import main
-from kws.stream_eval import StepScores, calibrate, describe, detect, report, table, uniform, write_thresholds
+from kws.stream_eval import StepScores, calibrate, describe, detect, report, table, write_thresholds
 from kws.streams import Word, read_truth, score_events, write_truth
 
 LABELS = ("_silence_", "_unknown_", "yes", "no", "up", "go")
@@ -56,7 +56,7 @@ def test_detection_on_known_scores_gives_the_expected_counts():
     result = score_events(detect(scores, scores.settings), words, scores.seconds)
     # yes and go found, no too quiet for 0.8, up answered as go, one false alarm far from any word
     assert (result.matched, result.wrong, result.missed, result.false_alarms) == (2, 1, 1, 1)
-    lower = score_events(detect(scores, uniform(scores.settings, 0.5)), words, scores.seconds)
+    lower = score_events(detect(scores, scores.settings.with_threshold(0.5)), words, scores.seconds)
     assert (lower.matched, lower.wrong, lower.missed, lower.false_alarms) == (3, 1, 0, 1)
     figures = report(result, scores.settings, ["yes", "no", "up", "go"])
     assert figures["overall"]["matched_percent"] == 50.0
