@@ -37,6 +37,8 @@ _OVERRIDES = {
     "noise_gain_max": ("augment", "noise_gain_max", float),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
+    "unknown_weighting": ("data", "unknown_weighting", str),
+    "select_by": ("train", "select_by", str),
 }
 _DEFAULTS = {"features": FeatureConfig(), "train": TrainConfig(), "model": ModelConfig(), "data": DataConfig(), "augment": AugmentConfig()}
 
@@ -60,6 +62,9 @@ def _add_train(sub) -> None:
         p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None, help=f"(default: {default})")
     p.add_argument("--bidirectional", action="store_true", default=None,
                    help="whole-clip model that cannot stream (default: unidirectional)")
+    p.add_argument("--negatives", type=Path, action="append", default=[], metavar="FOLDER",
+                   help="other speech without the keywords (e.g. ../shared/data/other_speech): its training "
+                        "speakers are added as _unknown_ (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from these weights (same words and network), e.g. to fine-tune models/kws.pt")
@@ -129,6 +134,29 @@ def _add_eval_stream(sub) -> None:
                    "stream.wav and its truth.csv")
 
 
+def _add_eval_open_set(sub) -> None:
+    p = sub.add_parser("eval-open-set", help="false alarms on speech without commands, other words accepted, "
+                       "commands among other speech", description="Measure what the model does with speech "
+                       "that holds none of its commands, on speakers, words and recordings that training never "
+                       "saw, through the edge runtime with the model's stored settings.")
+    p.add_argument("--model", required=True, type=Path, help="an exported window model, e.g. models/kws.onnx")
+    p.add_argument("--data", required=True, type=Path, help="the model's data folder: its validation commands "
+                   "and other words")
+    p.add_argument("--other", required=True, type=Path, metavar="FOLDER",
+                   help="other speech, split by speaker as `kws train --negatives` splits it")
+    p.add_argument("--split", default="validation", choices=["validation", "testing"],
+                   help="the other-speech speakers to measure on: validation chooses a model, testing is "
+                        "reported once (default: %(default)s)")
+    p.add_argument("--negatives", type=Path, action="append", default=[], metavar="FILE_OR_FOLDER",
+                   help="also count false alarms on this recording, or on every audio file in this folder "
+                        "(repeatable)")
+    p.add_argument("--minutes", type=float, default=10.0, help="length of the stream of commands among other "
+                   "speech (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="write the JSON report into this folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="per-keyword thresholds for a false-alarm budget, stored in the model",
                        description="Choose each keyword's threshold as low as a false-alarm budget allows on "
@@ -155,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_export(sub)
     _add_eval_stream(sub)
+    _add_eval_open_set(sub)
     _add_calibrate(sub)
     _add_data(sub)
     return parser
@@ -187,7 +216,8 @@ def _run(args) -> int:
         from kws.train import train
 
         train(args.data, args.out, _train_config(args), resume=args.resume,
-              progress=not args.no_progress and sys.stderr.isatty(), init_from=args.init_from)
+              progress=not args.no_progress and sys.stderr.isatty(), init_from=args.init_from,
+              negatives=tuple(args.negatives))
         return 0
     if args.command == "eval":
         from kws.evaluate import evaluate_checkpoint
@@ -210,6 +240,8 @@ def _run(args) -> int:
         return 0
     if args.command == "eval-stream":
         return _eval_stream(args)
+    if args.command == "eval-open-set":
+        return _eval_open_set(args)
     if args.command == "calibrate":
         return _calibrate(args)
     if args.command == "data":
@@ -230,26 +262,26 @@ def _detector_settings(**values):
 
 
 def _eval_stream(args) -> int:
-    from kws import stream_eval
-    from kws.streams import read_truth, write_truth
+    from kws.eval_audio import read_truth, recording, validation_stream, write_truth
+    from kws.eval_stream import describe, evaluate_stream, table
 
     if (args.data is None) == (args.wav is None) or (args.wav is None) != (args.truth is None):
         raise KwsError("give either --data (to build a stream) or --wav with --truth")
     if args.threshold is not None:
         _detector_settings(threshold=args.threshold)  # refuse a bad value before the long run
     if args.data is not None:
-        audio, words = stream_eval.validation_stream(args.model, args.data, args.minutes, args.seed, args.snr_db)
+        audio, words = validation_stream(args.model, args.data, args.minutes, args.seed, args.snr_db)
         source = f"{args.minutes:g} min stream of {args.data} (seed {args.seed})"
     else:
-        audio, words = stream_eval.recording(args.wav, args.model), read_truth(args.truth)
+        audio, words = recording(args.wav, args.model), read_truth(args.truth)
         source = str(args.wav)
-    result = stream_eval.evaluate_stream(args.model, audio, words, args.out, args.threshold,
+    result = evaluate_stream(args.model, audio, words, args.out, args.threshold,
                                          not args.no_progress and sys.stderr.isatty(), not args.window_only)
     overall = result.figures["overall"]
     print(f"{source}: {overall['spoken']} keywords, "
           f"{sum(not w.is_keyword for w in words)} other words, model {args.model}")
-    print(f"detection: {stream_eval.describe(result.settings)}")
-    print(stream_eval.table(result.figures))
+    print(f"detection: {describe(result.settings)}")
+    print(table(result.figures))
     if args.out is not None and args.save_stream and args.data is not None:
         import soundfile as sf
 
@@ -263,21 +295,40 @@ def _eval_stream(args) -> int:
     return 0
 
 
+def _eval_open_set(args) -> int:
+    from kws.eval_open_set import open_set_report, score_open_set, table
+    from kws.eval_stream import describe, save_json
+
+    scores = score_open_set(args.model, args.data, args.other, args.split, tuple(args.negatives), args.minutes,
+                            args.seed, not args.no_progress and sys.stderr.isatty())
+    figures = {"model": str(args.model), "split": args.split, "detection": describe(scores.stream.settings),
+               **open_set_report(scores)}
+    print(f"{args.model} on {args.split} speakers of {args.other}; detection: {figures['detection']}")
+    print(table(figures))
+    if args.out is not None:
+        path = args.out / f"{args.model.stem}.open_set_{args.split}.json"
+        save_json(path, figures)
+        print(f"wrote {path}")
+    return 0
+
+
 def _calibrate(args) -> int:
-    from kws import stream_eval
+    from kws.calibrate import calibrate, write_thresholds
+    from kws.eval_audio import recording, validation_stream
+    from kws.eval_scoring import detect, run_model
 
     if (args.data is None) == (args.negatives is None):
         raise KwsError("give either --data (to build negative audio) or --negatives")
     if args.budget < 0:
         raise KwsError("--budget must be at least 0")
     if args.data is not None:
-        audio, _ = stream_eval.validation_stream(args.model, args.data, args.minutes, args.seed, args.snr_db,
+        audio, _ = validation_stream(args.model, args.data, args.minutes, args.seed, args.snr_db,
                                                  keywords=False)
     else:
-        audio = stream_eval.recording(args.negatives, args.model)
-    negatives = stream_eval.run_model(args.model, audio, not args.no_progress and sys.stderr.isatty())
-    thresholds = stream_eval.calibrate(negatives, args.budget)
-    events = stream_eval.detect(negatives, dataclasses.replace(negatives.settings, thresholds=thresholds))
+        audio = recording(args.negatives, args.model)
+    negatives = run_model(args.model, audio, not args.no_progress and sys.stderr.isatty())
+    thresholds = calibrate(negatives, args.budget)
+    events = detect(negatives, dataclasses.replace(negatives.settings, thresholds=thresholds))
     print(f"{negatives.seconds / 60:.1f} min without keywords; budget {args.budget:g} false alarms per hour")
     for label, threshold in thresholds.items():
         fired = sum(event[0] == label for event in events)
@@ -286,7 +337,7 @@ def _calibrate(args) -> int:
     if args.dry_run:
         print("dry run: the model was not changed")
     else:
-        stream_eval.write_thresholds(args.model, thresholds)
+        write_thresholds(args.model, thresholds)
         print(f"thresholds written into {args.model}")
     return 0
 

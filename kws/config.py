@@ -72,6 +72,18 @@ class DataConfig:
     testing_percent: float = 10.0
     # The tail of each background-noise file is kept out of training, for validation silence.
     noise_holdout_fraction: float = 0.2
+    # Other speech (`kws train --negatives`): the speaker split, and whole words chosen by hash that no
+    # training run hears, so the open-set measurement can ask about words never trained on.
+    other_validation_percent: float = 20.0
+    other_testing_percent: float = 20.0
+    held_out_words_percent: float = 5.0
+    # How `_unknown_` examples are drawn: "clip" (every clip alike) or "source" (each source of other
+    # speech, and the data set's own other words, an equal share).
+    unknown_weighting: str = "clip"
+
+    def __post_init__(self):
+        if self.unknown_weighting not in ("clip", "source"):
+            raise KwsError(f"unknown_weighting must be 'clip' or 'source', not {self.unknown_weighting!r}")
 
 
 @dataclass(frozen=True)
@@ -123,8 +135,15 @@ class TrainConfig:
     grad_clip_norm: float = 5.0  # LSTMs occasionally take a huge step early on
     seed: int = 0
     # Train on stretches of this length holding several clips, with a target at every step (see
-    # kws.sequences), instead of on single aligned clips (0).
+    # kws.train_sequences), instead of on single aligned clips (0).
     sequence_ms: int = 0
+    # Which epoch becomes best.pt: "accuracy" on the validation clips, or "open-set": the mean of that and
+    # the share of the validation other speech (kws train --negatives) called silence or unknown.
+    select_by: str = "accuracy"
+
+    def __post_init__(self):
+        if self.select_by not in ("accuracy", "open-set"):
+            raise KwsError(f"select_by must be 'accuracy' or 'open-set', not {self.select_by!r}")
 
     def clips_per_sequence(self, features: FeatureConfig) -> int:
         """Clips in one training sequence; the rest of it (one clip's length or more) is gaps."""

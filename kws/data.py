@@ -49,6 +49,12 @@ def hash_split(path: str | Path, validation_percent: float = 10.0, testing_perce
     return "training"
 
 
+def held_out_word(word: str, percent: float) -> bool:
+    """Whole other words that no training run hears (a stable hash of the word picks them), so that a
+    measurement can ask about words the model has never met."""
+    return hash_split(f"{word}_nohash_", 0.0, percent) == "testing"
+
+
 @dataclass(frozen=True)
 class Clip:
     path: Path
@@ -180,6 +186,8 @@ class SplitAudio:
     labels: torch.Tensor  # [clips] int64, index into labels_for(keywords)
     noise: torch.Tensor  # [samples] float32, this split's part of the background noise (may be empty)
     skipped: list[str]  # files that could not be read, with the reason
+    # [clips] relative chance of each `_unknown_` clip to be drawn into an epoch; None: all alike
+    unknown_weights: torch.Tensor | None = None
 
     @property
     def unknown_indices(self) -> torch.Tensor:
@@ -206,6 +214,9 @@ def load_split(index: DatasetIndex, split: str, keywords: tuple[str, ...], confi
         loaded = list(pool.map(lambda c: _load_fixed(c.path, config.features), clips))
     waveforms, label_ids, skipped = [], [], []
     for clip, audio in zip(clips, loaded):
+        if (split == "training" and clip.word not in keywords
+                and held_out_word(clip.word, config.data.held_out_words_percent)):
+            continue  # a word kept for measuring what the model does with words it never heard
         if isinstance(audio, str):
             log.warning("skipping %s", audio)
             skipped.append(audio)
@@ -259,7 +270,10 @@ def draw_examples(split: SplitAudio, config: DataConfig, generator: torch.Genera
     keyword = split.keyword_indices
     unknown = split.unknown_indices
     n_unknown, n_silence = _extra_counts(split, config)
-    chosen = unknown[torch.randperm(len(unknown), generator=generator)[:n_unknown]]
+    if split.unknown_weights is None:
+        chosen = unknown[torch.randperm(len(unknown), generator=generator)[:n_unknown]]
+    else:
+        chosen = unknown[torch.multinomial(split.unknown_weights[unknown], n_unknown, generator=generator)]
     examples = torch.cat([keyword, chosen, torch.full((n_silence,), -1, dtype=torch.int64)])
     return examples[torch.randperm(len(examples), generator=generator)]
 

@@ -23,13 +23,13 @@ from tqdm import tqdm
 from kws.augment import add_noise, augment_audio, perturb, spec_mask
 from kws.checkpoint import (atomic_write, load_checkpoint, model_from_checkpoint, remove_stale_temporaries,
                             save_checkpoint)
-from kws.config import Config
+from kws.config import UNKNOWN, Config
 from kws.data import (SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
                       resolve_keywords, scan)
 from kws.errors import KwsError
 from kws.evaluate import EvalReport, predict
 from kws.model import KeywordLSTM, clip_logits_from_frames, clip_steps
-from kws.sequences import make_sequences, sequence_loss, window_max
+from kws.train_sequences import FIRST_KEYWORD, make_sequences, sequence_loss, window_max
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -161,10 +161,31 @@ def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> Key
     return model
 
 
+def _add_other_speech(audio: SplitAudio, folders: tuple[Path, ...], config: Config,
+                      echo) -> tuple[SplitAudio, torch.Tensor]:
+    """The training clips with the other speech's training part as unknown, and its validation part
+    [clips, clip_samples] for measuring how much of it the model rejects."""
+    from kws.other_speech import load_clips, scan_other_speech, with_other_speech
+
+    recordings = tuple(r for folder in folders for r in scan_other_speech(folder, config.data))
+    keywords = set(config.data.keywords or ())
+    said = sorted({r.word for r in recordings if r.word in keywords})
+    if said:  # a folder of other speech that holds this model's own words: they are not "other"
+        echo(f"other speech: leaving out the recordings of {', '.join(said)}, a keyword of this model")
+    recordings = tuple(r for r in recordings if r.word not in keywords)
+    other = load_clips(recordings, "training", config.features)
+    counts = {source: other.sources.count(source) for source in sorted(set(other.sources))}
+    echo(f"other speech from {', '.join(map(str, folders))}: {len(other.sources)} training clips as {UNKNOWN} "
+         f"({', '.join(f'{source} {n}' for source, n in counts.items())})")
+    validation = torch.from_numpy(load_clips(recordings, "validation", config.features).waveforms)
+    return with_other_speech(audio, other, config.data.unknown_weighting), validation
+
+
 def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
           progress: bool = True, echo: Callable[[str], None] | None = None,
-          init_from: str | Path | None = None) -> TrainResult:
-    """Train from scratch, from the weights in `init_from` (fine-tuning), or on from `run_dir/last.pt`."""
+          init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = ()) -> TrainResult:
+    """Train from scratch, from the weights in `init_from` (fine-tuning), or on from `run_dir/last.pt`.
+    `negatives`: folders of other speech (kws.other_speech) whose training parts are added as unknown."""
     echo = echo or (lambda line: print(line, flush=True))  # flushed: logs are often piped to a file
     run_dir = Path(run_dir)
     index = scan(data_dir, config.data)
@@ -183,9 +204,14 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
                        f"({config.features.clip_ms} ms)")
     if not index.clips_of("validation"):
         raise KwsError(f"{data_dir} has no validation clips: add validation_list.txt or more speakers")
+    if config.train.select_by == "open-set" and not negatives:
+        raise KwsError("--select-by open-set needs --negatives: the other speech whose validation part it rejects")
 
     started = time.monotonic()
     train_audio = load_split(index, "training", keywords, config)
+    val_other = None  # validation other speech: clips that should be called silence or unknown
+    if negatives:
+        train_audio, val_other = _add_other_speech(train_audio, tuple(map(Path, negatives)), config, echo)
     val_audio = load_split(index, "validation", keywords, config)
     val_waveforms, val_labels = fixed_examples(val_audio, config)
     skipped = len(train_audio.skipped) + len(val_audio.skipped)
@@ -209,12 +235,15 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.learning_rate,
                                   weight_decay=config.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps_per_epoch))
-    history, best, start_epoch = [], -1.0, 0
+    # best: the selection figure of the best epoch so far; best_accuracy: that epoch's validation accuracy
+    history, best, best_accuracy, start_epoch = [], -1.0, -1.0, 0
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        history, best, start_epoch = list(state["history"]), float(state["best_accuracy"]), int(state["epoch"])
-        echo(f"resuming after epoch {start_epoch} (best validation accuracy so far {100 * best:.2f}%)")
+        history, start_epoch = list(state["history"]), int(state["epoch"])
+        best_accuracy = float(state["best_accuracy"])
+        best = float(state.get("best_score", best_accuracy))
+        echo(f"resuming after epoch {start_epoch} (best {config.train.select_by} figure so far {100 * best:.2f}%)")
 
     for epoch in range(start_epoch, config.train.epochs):
         epoch_start = time.monotonic()
@@ -222,26 +251,35 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
         val_logits = predict(model, val_waveforms)
         val_loss = float(F.cross_entropy(val_logits, val_labels))
         val_acc = float((val_logits.argmax(dim=1) == val_labels).float().mean())
-        history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_accuracy": round(train_acc, 5),
-                        "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5),
-                        "learning_rate": scheduler.get_last_lr()[0], "seconds": round(time.monotonic() - epoch_start, 1)})
-        improved = val_acc > best
-        best = max(best, val_acc)
+        row = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_accuracy": round(train_acc, 5),
+               "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5)}
+        score = val_acc
+        if val_other is not None:
+            rejected = float((predict(model, val_other).argmax(dim=1) < FIRST_KEYWORD).float().mean())
+            row["val_other_rejected"] = round(rejected, 5)
+            if config.train.select_by == "open-set":
+                score = (val_acc + rejected) / 2
+        history.append({**row, "learning_rate": scheduler.get_last_lr()[0],
+                        "seconds": round(time.monotonic() - epoch_start, 1)})
+        improved = score > best
+        if improved:
+            best, best_accuracy = score, val_acc
         checkpoint = {"config": config.to_dict(), "labels": list(labels), "model": model.state_dict(),
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "epoch": epoch + 1, "best_accuracy": best, "history": history,
+                      "epoch": epoch + 1, "best_score": best, "best_accuracy": best_accuracy, "history": history,
                       "parameter_count": model.parameter_count}
         if improved:
             save_checkpoint(run_dir / BEST, checkpoint)
         save_checkpoint(run_dir / LAST, checkpoint)  # last, so a resume never lacks the best it recorded
         _write_metrics(run_dir, history)
+        other = f"  other speech rejected {100 * row['val_other_rejected']:5.2f}%" if val_other is not None else ""
         echo(f"epoch {epoch + 1:>3}/{config.train.epochs}  loss {train_loss:.3f}  acc {100 * train_acc:5.2f}%  |  "
-             f"val loss {val_loss:.3f}  acc {100 * val_acc:5.2f}%{'  *' if improved else ''}  "
+             f"val loss {val_loss:.3f}  acc {100 * val_acc:5.2f}%{other}{'  *' if improved else ''}  "
              f"({history[-1]['seconds']:.0f} s)")
 
     atomic_write(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config.to_dict(), indent=2)))
     best_model, _, _ = model_from_checkpoint(load_checkpoint(run_dir / BEST), run_dir / BEST)
     report = EvalReport.from_predictions(predict(best_model, val_waveforms).argmax(dim=1), val_labels, labels)
-    echo(f"done in {time.monotonic() - started:.0f} s; best validation accuracy {100 * best:.2f}% "
-         f"({run_dir / BEST})\n{report.table()}")
-    return TrainResult(run_dir, best, config.train.epochs, model.parameter_count, skipped, report)
+    echo(f"done in {time.monotonic() - started:.0f} s; best validation accuracy {100 * best_accuracy:.2f}% "
+         f"({run_dir / BEST}, chosen by {config.train.select_by})\n{report.table()}")
+    return TrainResult(run_dir, best_accuracy, config.train.epochs, model.parameter_count, skipped, report)

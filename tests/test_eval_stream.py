@@ -9,8 +9,10 @@ from conftest import RATE, tone_stream
 from edge.detect import DetectorSettings
 from edge.runtime import Recognizer
 from kws.cli import main
-from kws.stream_eval import StepScores, calibrate, describe, detect, report, table, write_thresholds
-from kws.streams import Word, read_truth, score_events, write_truth
+from kws.calibrate import calibrate, write_thresholds
+from kws.eval_audio import read_truth, write_truth
+from kws.eval_scoring import StepScores, Word, detect, score_events
+from kws.eval_stream import describe, report, table
 
 LABELS = ("_silence_", "_unknown_", "yes", "no", "up", "go")
 STEP_S = 0.03
@@ -174,7 +176,7 @@ def _split_audio():
 
 def test_built_streams_put_words_at_the_chosen_signal_to_noise_ratio():
     from kws.config import Config
-    from kws.streams import build_stream
+    from kws.eval_audio import build_stream
 
     labels = ("_silence_", "_unknown_", "yes", "no")
     audio, words = build_stream(_split_audio(), labels, Config(), 60.0, seed=0, snr_db=(10.0, 20.0),

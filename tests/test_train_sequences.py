@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from kws.config import Config, ModelConfig, TrainConfig
 from kws.model import clip_logits_from_frames, clip_steps
-from kws.sequences import loud_bounds, make_sequences, sequence_loss, step_windows, window_max
+from kws.train_sequences import loud_bounds, make_sequences, sequence_loss, step_windows, window_max
 from kws.train import train
 
 RATE, CLIP = 16000, 16000

@@ -1,0 +1,229 @@
+"""`kws eval-open-set`: what a model does with speech that holds none of its commands.
+
+Measured on speakers, words and recordings that training never saw, through the edge runtime with the
+model's stored detection settings (as `edge.listen` runs it):
+
+1. **false alarms per hour on real speech without commands**: the split's continuous speech (held-out
+   LibriSpeech speakers), the split's isolated words one after another, and any recording a user passes;
+2. **other words accepted as a command**: each held-out word alone, with silence around it; per source,
+   per word, "on" and "off" on their own, and the words that no training run hears
+   (`kws.data.held_out_word`);
+3. **commands among other speech**: a stream of validation commands with other words and stretches of
+   real speech between them, at gaps as short as people leave: matched, wrong label, false alarms per hour.
+
+The other-speech folder is split as `kws.other_speech` splits it for training: "validation" is for
+choosing a model, "testing" is kept untouched until a model is chosen and reported once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge.detect import DetectorSettings
+from edge.runtime import Recognizer
+from kws.config import Config
+from kws.data import AUDIO_SUFFIXES, held_out_word, load_audio, load_split, scan
+from kws.errors import KwsError
+from kws.evaluate import load_predictor
+from kws.eval_audio import Piece, build_mixed_stream
+from kws.eval_scoring import StepScores, detect, run_model, score_events
+from kws.eval_stream import report
+from kws.other_speech import OPUS_SUFFIXES, Recording, loudest_window, scan_other_speech
+
+SPEECH_GAP_S = (0.2, 1.0)  # between isolated words played one after another
+WORD_PADDING_S = (0.5, 1.0)  # silence before and after a word tested alone
+CONFUSABLES = ("on", "off")  # the closest other words to the commands: reported on their own
+
+
+@dataclass(frozen=True)
+class WordTrial:
+    """One held-out other word: the runtime's scores on it alone, and the clip classifier's answer."""
+
+    source: str
+    word: str
+    scores: StepScores  # the streaming runtime over silence, the word, silence
+    classified_as: str  # the window model's label (argmax) for the word's loudest clip-length part
+
+
+@dataclass(frozen=True)
+class OpenSetScores:
+    """The runtime's step scores on every part of the measurement, before detection, so that detection
+    settings can be replayed without running the model again."""
+
+    speech: dict[str, StepScores]  # source -> one long recording of speech without commands
+    words: list[WordTrial]
+    stream: StepScores
+    stream_words: list  # kws.eval_scoring.Word, the truth of the stream
+    never_trained: frozenset[str]  # words no training run hears
+
+
+def _recordings(other: Path, split: str, config: Config, labels: tuple[str, ...]) -> list[Recording]:
+    chosen = [r for r in scan_other_speech(other, config.data) if r.split == split and r.word not in labels]
+    if not chosen:
+        raise KwsError(f"{other} has no {split} recordings")
+    return chosen
+
+
+def _audio_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise KwsError(f"--negatives {path} does not exist")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES | OPUS_SUFFIXES)
+    if not files:
+        raise KwsError(f"--negatives {path} holds no audio files")
+    return files
+
+
+def _one_after_another(clips: list[np.ndarray], rate: int, gap_s: tuple[float, float], seed: int) -> np.ndarray:
+    """Clips joined with random silent gaps, [samples] float32."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for clip in clips:
+        parts += [clip, np.zeros(int(rng.uniform(*gap_s) * rate), np.float32)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _speech_sources(recordings: list[Recording], negatives: list[Path], rate: int, seed: int) -> dict[str, np.ndarray]:
+    """Long recordings without commands: per source, its continuous speech and its words in a row."""
+    sources: dict[str, list[np.ndarray]] = {}
+    for r in recordings:
+        key = r.source if r.continuous else f"{r.source} words in a row"
+        sources.setdefault(key, []).append(load_audio(r.path, rate))
+    for path in negatives:
+        sources[str(path)] = [load_audio(p, rate) for p in _audio_files(path)]
+    return {key: _one_after_another(clips, rate, SPEECH_GAP_S, seed) for key, clips in sources.items()}
+
+
+def _word_trials(model: Path, recognizer: Recognizer, clips: list[tuple[str, str, np.ndarray]], config: Config,
+                 progress: bool) -> list[WordTrial]:
+    rate = recognizer.sample_rate
+    before, after = (np.zeros(int(s * rate), np.float32) for s in WORD_PADDING_S)
+    predict, _, labels = load_predictor(model)
+    windows = np.stack([loudest_window(clip, config.features.clip_samples, config.features.hop_samples)
+                        for _, _, clip in clips])
+    classified = [labels[i] for i in predict(torch.from_numpy(windows)).argmax(dim=1).tolist()]
+    return [WordTrial(source, word, run_model(recognizer, np.concatenate([before, clip, after]), progress=False), label)
+            for (source, word, clip), label in tqdm(list(zip(clips, classified)), desc="other words", unit="word",
+                                                    disable=not progress, leave=False)]
+
+
+def score_open_set(model: str | Path, data: str | Path, other: str | Path, split: str = "validation",
+                   negatives: tuple[Path, ...] = (), minutes: float = 10.0, seed: int = 0,
+                   progress: bool = True) -> OpenSetScores:
+    """Run the model over all three parts of the measurement; `split` picks the other-speech speakers."""
+    if split not in ("validation", "testing"):
+        raise KwsError(f"the open-set measurement runs on held-out speech: split 'validation' or 'testing', "
+                       f"not {split!r}")
+    recognizer = Recognizer.from_onnx(model)
+    _, config, _ = load_predictor(Path(model))
+    rate = recognizer.sample_rate
+    recordings = _recordings(Path(other), split, config, recognizer.labels)
+    speech = {key: run_model(recognizer, audio, progress=False)
+              for key, audio in _speech_sources(recordings, list(negatives), rate, seed).items()}
+
+    index = scan(data, config.data)
+    commands = load_split(index, "validation", recognizer.labels[2:], config)
+    own_words = [(clip.path, clip.word) for clip in index.clips_of("validation")
+                 if clip.word not in recognizer.labels]
+    clips = [("speech_commands", word, load_audio(path, rate)) for path, word in own_words]
+    clips += [(r.source, r.word, load_audio(r.path, rate)) for r in recordings if not r.continuous]
+    words = _word_trials(Path(model), recognizer, clips, config, progress)
+
+    others = [Piece("_unknown_", audio) for _, _, audio in clips]
+    speech_recordings = [load_audio(r.path, rate) for r in recordings if r.continuous]
+    audio, truth = build_mixed_stream(commands, recognizer.labels, config, 60 * minutes, others, speech_recordings,
+                                      seed=seed)
+    stream = run_model(recognizer, audio, progress=progress)
+    never_trained = frozenset(word for _, word, _ in clips if held_out_word(word, config.data.held_out_words_percent))
+    return OpenSetScores(speech, words, stream, truth, never_trained)
+
+
+def _share(trials: list[WordTrial], fired: dict[int, list], labels: tuple[str, ...]) -> dict:
+    """How many of these words the runtime fired on, and how many the clip classifier called a command."""
+    accepted = sum(bool(fired[id(t)]) for t in trials)
+    called = sum(t.classified_as in labels[2:] for t in trials)
+
+    def percent(n):
+        return round(100 * n / len(trials), 2) if trials else None
+
+    return {"clips": len(trials), "accepted": accepted, "accepted_percent": percent(accepted),
+            "called_command": called, "called_command_percent": percent(called)}
+
+
+def open_set_report(scores: OpenSetScores, settings: DetectorSettings | None = None) -> dict:
+    """JSON-ready figures of all three parts, with `settings` (default: the model's own)."""
+    settings = settings or scores.stream.settings
+    speech = {}
+    for key, part in scores.speech.items():
+        events = detect(part, settings)
+        speech[key] = {"minutes": round(part.seconds / 60, 2), "false_alarms": len(events),
+                       "false_alarms_per_hour": round(len(events) * 3600 / part.seconds, 2),
+                       "fired_as": dict(Counter(label for label, _ in events))}
+    total_s = sum(part.seconds for part in scores.speech.values())
+    total = sum(row["false_alarms"] for row in speech.values())
+    speech["all"] = {"minutes": round(total_s / 60, 2), "false_alarms": total,
+                     "false_alarms_per_hour": round(total * 3600 / total_s, 2)}
+
+    fired = {id(t): detect(t.scores, settings) for t in scores.words}
+    labels = scores.stream.labels
+
+    def share(chosen) -> dict:
+        return _share(list(chosen), fired, labels)
+
+    by_source: dict[str, list[WordTrial]] = {}
+    by_word: dict[str, list[WordTrial]] = {}
+    for trial in scores.words:
+        by_source.setdefault(trial.source, []).append(trial)
+        by_word.setdefault(trial.word, []).append(trial)
+    words = {
+        "all": share(scores.words),
+        "per_source": {source: share(trials) for source, trials in sorted(by_source.items())},
+        **{word: share(by_word.get(word, [])) for word in CONFUSABLES},
+        "never_trained": share(t for t in scores.words if t.word in scores.never_trained),
+        "per_word": {word: {**share(trials), "never_trained": word in scores.never_trained,
+                            "fired_as": dict(Counter(fired[id(t)][0][0] for t in trials if fired[id(t)])),
+                            "classified_as": dict(Counter(t.classified_as for t in trials))}
+                     for word, trials in sorted(by_word.items())},
+    }
+    stream_result = score_events(detect(scores.stream, settings), scores.stream_words, scores.stream.seconds)
+    stream = report(stream_result, settings, scores.stream.keywords)
+    stream["other_words"] = sum(not w.is_keyword for w in scores.stream_words)
+    return {"speech": speech, "words": words, "stream": stream}
+
+
+def table(figures: dict) -> str:
+    """The report as short text tables."""
+    def pct(value) -> str:
+        return "-" if value is None else f"{value:.1f}%"
+
+    lines = ["false alarms on speech without commands:",
+             f"  {'source':<44} {'minutes':>7} {'events':>6} {'per hour':>8}"]
+    for key, row in figures["speech"].items():
+        lines.append(f"  {key[-44:]:<44} {row['minutes']:>7.1f} {row['false_alarms']:>6} "
+                     f"{row['false_alarms_per_hour']:>8.1f}")
+    words = figures["words"]
+    lines += ["other words, each alone: accepted by the runtime / called a command by the clip classifier:",
+              f"  {'words':<44} {'clips':>7} {'accepted':>8} {'called':>8}"]
+    rows = [*words["per_source"].items(), *((f"'{w}'", words[w]) for w in CONFUSABLES),
+            ("words never trained on", words["never_trained"]), ("all", words["all"])]
+    for key, row in rows:
+        lines.append(f"  {key:<44} {row['clips']:>7} {pct(row['accepted_percent']):>8} "
+                     f"{pct(row['called_command_percent']):>8}")
+    worst = sorted(((w, r) for w, r in words["per_word"].items() if r["accepted"]),
+                   key=lambda item: -item[1]["accepted"])[:8]
+    if worst:
+        lines.append("  most accepted: " + ", ".join(
+            f"{w} {r['accepted']}/{r['clips']} (as {', '.join(r['fired_as'])})" for w, r in worst))
+    stream = figures["stream"]["overall"]
+    lines += [f"commands among other speech ({figures['stream']['hours'] * 60:.1f} min, {stream['spoken']} commands, "
+              f"{figures['stream']['other_words']} other words and stretches of speech):",
+              f"  matched {stream['matched_percent']:.1f}%, wrong label {stream['wrong_percent']:.1f}%, "
+              f"{stream['false_alarms_per_hour']:.1f} false alarms per hour"]
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The edge runtime over long audio, its events, and how they score against the words spoken.
+
+One pass of `edge.runtime.Recognizer` keeps every step's scores (`StepScores`), so the detector can be
+replayed with other settings for the price of one pass of the model (`detect`, `sweep`); `score_events`
+counts each event as a match, a wrong label or a false alarm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edge.detect import NON_KEYWORDS, Detector, DetectorSettings
+from edge.runtime import Recognizer
+
+
+@dataclass(frozen=True)
+class Word:
+    label: str  # a keyword, or "_unknown_" for other words
+    start_s: float
+    end_s: float  # end of the clip's loud part
+
+    @property
+    def is_keyword(self) -> bool:
+        return not self.label.startswith("_")
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """One keyword's share of a StreamScore."""
+
+    spoken: int = 0
+    matched: int = 0
+    wrong: int = 0  # spoken, answered with another keyword
+    false_alarms: int = 0  # fired with this label where no keyword was spoken
+    latencies_s: tuple[float, ...] = ()  # event time minus word end, of each match
+
+    @property
+    def missed(self) -> int:
+        return self.spoken - self.matched - self.wrong
+
+
+@dataclass(frozen=True)
+class StreamScore:
+    keywords: int
+    matched: int
+    wrong: int  # fired on a keyword with another keyword's label
+    missed: int
+    false_alarms: int  # events where no keyword was spoken (silence, noise, other words), or a second event
+    hours: float
+    per_label: dict[str, LabelScore] = field(default_factory=dict)
+
+    @property
+    def false_alarms_per_hour(self) -> float:
+        return self.false_alarms / self.hours
+
+    @property
+    def latencies_s(self) -> list[float]:
+        return [t for score in self.per_label.values() for t in score.latencies_s]
+
+    def summary(self) -> str:
+        return (f"matched {100 * self.matched / max(1, self.keywords):.1f}% of {self.keywords} keywords, "
+                f"wrong label {100 * self.wrong / max(1, self.keywords):.1f}%, missed {self.missed}, "
+                f"{self.false_alarms} false alarms ({self.false_alarms_per_hour:.1f} per hour)")
+
+
+def score_events(events: list[tuple[str, float]], words: list[Word], seconds: float,
+                 late_s: float = 1.0) -> StreamScore:
+    """Each keyword may be answered by one event between its start and `late_s` after its end. An event
+    goes to the earliest unanswered keyword in reach that has its label, else to the earliest one in
+    reach (a wrong label); an event with no keyword in reach is a false alarm."""
+    keywords = [w for w in words if w.is_keyword]
+    answer: dict[int, tuple[str, float]] = {}
+    false_alarms: dict[str, int] = {}
+    for label, time_s in sorted(events, key=lambda e: e[1]):
+        reach = [i for i, w in enumerate(keywords)
+                 if i not in answer and w.start_s <= time_s <= w.end_s + late_s]
+        if not reach:
+            false_alarms[label] = false_alarms.get(label, 0) + 1
+            continue
+        same = [i for i in reach if keywords[i].label == label]
+        answer[(same or reach)[0]] = (label, time_s)
+    per_label: dict[str, dict] = {}
+    for i, word in enumerate(keywords):
+        entry = per_label.setdefault(word.label, {"spoken": 0, "matched": 0, "wrong": 0, "latencies_s": []})
+        entry["spoken"] += 1
+        if i in answer:
+            label, time_s = answer[i]
+            if label == word.label:
+                entry["matched"] += 1
+                entry["latencies_s"].append(time_s - word.end_s)
+            else:
+                entry["wrong"] += 1
+    for label in false_alarms:
+        per_label.setdefault(label, {"spoken": 0, "matched": 0, "wrong": 0, "latencies_s": []})
+    scores = {label: LabelScore(e["spoken"], e["matched"], e["wrong"], false_alarms.get(label, 0),
+                                tuple(e["latencies_s"])) for label, e in sorted(per_label.items())}
+    matched = sum(s.matched for s in scores.values())
+    wrong = sum(s.wrong for s in scores.values())
+    return StreamScore(len(keywords), matched, wrong, len(keywords) - matched - wrong,
+                       sum(false_alarms.values()), seconds / 3600, scores)
+
+
+@dataclass(frozen=True)
+class StepScores:
+    """What the runtime said about a recording, before detection."""
+
+    labels: tuple[str, ...]
+    times_s: np.ndarray  # [steps], the end of each model step
+    probabilities: np.ndarray  # [steps, n_labels]
+    seconds: float  # length of the recording
+    settings: DetectorSettings  # the model's own detection settings
+
+    @property
+    def keywords(self) -> list[str]:
+        return [label for label in self.labels if label not in NON_KEYWORDS]
+
+
+def run_model(model: str | Path | Recognizer, audio: np.ndarray, progress: bool = True,
+              streaming: bool = True) -> StepScores:
+    """One pass of the edge runtime over `audio` (float32 at the model's rate), in 0.1 s chunks as a
+    microphone would deliver them, plus half a second of silence so a word at the very end can finish.
+    `model`: an exported model's path, or a Recognizer to reuse (it is reset first)."""
+    if isinstance(model, Recognizer):
+        recognizer = model
+        recognizer.reset()
+    else:
+        recognizer = Recognizer.from_onnx(model, streaming=streaming)
+    chunk = recognizer.sample_rate // 10
+    padded = np.concatenate([audio, np.zeros(recognizer.sample_rate // 2, np.float32)])
+    times, probabilities = [], []
+    for start in tqdm(range(0, len(padded), chunk), desc="scoring", unit="chunk", disable=not progress,
+                      leave=False):
+        for time_s, p in recognizer.scores(padded[start:start + chunk]):
+            times.append(time_s)
+            probabilities.append(p)
+    return StepScores(recognizer.labels, np.array(times), np.array(probabilities),
+                      len(audio) / recognizer.sample_rate, recognizer.settings)
+
+
+def detect(scores: StepScores, settings: DetectorSettings) -> list[tuple[str, float]]:
+    """(label, time_s) of every event the detector gives on these scores."""
+    detector = Detector(scores.labels, settings)
+    events = []
+    for time_s, p in zip(scores.times_s, scores.probabilities):
+        detection = detector.update(p, float(time_s))
+        if detection is not None:
+            events.append((detection.label, detection.time_s))
+    return events
+
+
+def sweep(scores: StepScores, words: list[Word], thresholds) -> list[StreamScore]:
+    """The detector replayed once per threshold, the same one for every keyword."""
+    return [score_events(detect(scores, scores.settings.with_threshold(t)), words, scores.seconds) for t in thresholds]

@@ -1,0 +1,65 @@
+"""Real speech without the commands for measuring false alarms: Asterisk's English phone prompts.
+
+    sudo apt-get install asterisk-core-sounds-en-wav
+    python tools/asterisk_negatives.py --out runs/asterisk
+    kws eval-open-set --model models/kws.onnx --data ... --other ... --negatives runs/asterisk
+
+Debian's `asterisk-core-sounds-en-wav` holds about 25 minutes of studio prompts by one speaker (8 kHz,
+CC BY-SA 3.0, Digium/Allison Smith) with a transcript of each. This links every prompt whose transcript
+holds none of the commands into one folder ("No more messages." and "left bracket" are left out), so
+`kws eval-open-set --negatives` counts every event there as a false alarm. Nothing is copied; use the
+audio for measuring only, do not commit it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import re
+from pathlib import Path
+
+SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+TRANSCRIPT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+
+
+def transcripts(path: Path = TRANSCRIPT) -> dict[str, str]:
+    """prompt name (e.g. 'digits/0') -> what is said."""
+    prompts = {}
+    for line in gzip.open(path, "rt", encoding="utf-8", errors="replace"):
+        name, colon, text = line.partition(":")
+        if colon and not line.startswith(";"):
+            prompts[name.strip()] = text.strip()
+    return prompts
+
+
+def without_commands(prompts: dict[str, str], commands: tuple[str, ...]) -> dict[str, str]:
+    spoken = re.compile(r"\b(" + "|".join(map(re.escape, commands)) + r")\b", re.IGNORECASE)
+    return {name: text for name, text in prompts.items() if not spoken.search(text)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the links (created)")
+    parser.add_argument("--commands", default=",".join(COMMANDS),
+                        help="words a prompt must not hold (default: %(default)s)")
+    args = parser.parse_args()
+    if not SOUNDS.is_dir() or not TRANSCRIPT.is_file():
+        raise SystemExit("asterisk_negatives: install Debian's asterisk-core-sounds-en-wav first")
+    prompts = transcripts()
+    kept = without_commands(prompts, tuple(w.strip() for w in args.commands.split(",") if w.strip()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    linked = 0
+    for name in sorted(kept):
+        source = SOUNDS / f"{name}.wav"
+        if source.is_file():
+            link = args.out / f"{name.replace('/', '-')}.wav"
+            link.unlink(missing_ok=True)
+            link.symlink_to(source)
+            linked += 1
+    print(f"linked {linked} prompts into {args.out}; left out {len(prompts) - len(kept)} whose transcript holds "
+          f"a command, and {len(kept) - linked} listed without a file")
+
+
+if __name__ == "__main__":
+    main()
