@@ -39,6 +39,7 @@ _OVERRIDES = {
     "silence_percent": ("data", "silence_percent", float),
     "unknown_weighting": ("data", "unknown_weighting", str),
     "select_by": ("train", "select_by", str),
+    "speech_gaps": ("train", "speech_gaps", float),
 }
 _DEFAULTS = {"features": FeatureConfig(), "train": TrainConfig(), "model": ModelConfig(), "data": DataConfig(), "augment": AugmentConfig()}
 

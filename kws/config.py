@@ -137,6 +137,9 @@ class TrainConfig:
     # Train on stretches of this length holding several clips, with a target at every step (see
     # kws.train_sequences), instead of on single aligned clips (0).
     sequence_ms: int = 0
+    # With sequences and other speech (kws train --negatives): the share of the gaps between clips that hold
+    # a stretch of real speech, so that commands are also heard right after and before sentences.
+    speech_gaps: float = 0.0
     # Which epoch becomes best.pt: "accuracy" on the validation clips, or "open-set": the mean of that and
     # the share of the validation other speech (kws train --negatives) called silence or unknown.
     select_by: str = "accuracy"

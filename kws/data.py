@@ -7,6 +7,7 @@ FLAC copies work too). Files in neither list are split by a stable hash of the s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -188,6 +189,7 @@ class SplitAudio:
     skipped: list[str]  # files that could not be read, with the reason
     # [clips] relative chance of each `_unknown_` clip to be drawn into an epoch; None: all alike
     unknown_weights: torch.Tensor | None = None
+    speech: torch.Tensor | None = None  # [samples] real speech without keywords, for gaps in sequences
 
     @property
     def unknown_indices(self) -> torch.Tensor:
@@ -295,7 +297,11 @@ def make_batch(split: SplitAudio, examples: torch.Tensor, config: Config, genera
 
 
 def fixed_examples(split: SplitAudio, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    """The evaluation set of a split: the same clips, unknown share and silence cuts on every call."""
+    """The evaluation set of a split: the same clips, unknown share and silence cuts on every call. The
+    shares are the data set's usual 10% each, whatever a model trained with, so that accuracies of models
+    trained with other shares are figures on the same clips."""
     generator = torch.Generator().manual_seed(0)
-    examples = draw_examples(split, config.data, generator)
+    evaluation = DataConfig(keywords=config.data.keywords, validation_percent=config.data.validation_percent,
+                            testing_percent=config.data.testing_percent)
+    examples = draw_examples(dataclasses.replace(split, unknown_weights=None), evaluation, generator)
     return make_batch(split, examples, config, generator)

@@ -4,7 +4,8 @@ Measured on speakers, words and recordings that training never saw, through the 
 model's stored detection settings (as `edge.listen` runs it):
 
 1. **false alarms per hour on real speech without commands**: the split's continuous speech (held-out
-   LibriSpeech speakers), the split's isolated words one after another, and any recording a user passes;
+   LibriSpeech speakers) and any recording a user passes; and, reported apart, the split's isolated words
+   one after another (a harder test: every one of them is a word on its own, as a command would be);
 2. **other words accepted as a command**: each held-out word alone, with silence around it; per source,
    per word, "on" and "off" on their own, and the words that no training run hears
    (`kws.data.held_out_word`);
@@ -56,7 +57,8 @@ class OpenSetScores:
     """The runtime's step scores on every part of the measurement, before detection, so that detection
     settings can be replayed without running the model again."""
 
-    speech: dict[str, StepScores]  # source -> one long recording of speech without commands
+    speech: dict[str, StepScores]  # source -> its continuous speech without commands, end to end
+    words_in_a_row: dict[str, StepScores]  # source -> its isolated other words, one after another
     words: list[WordTrial]
     stream: StepScores
     stream_words: list  # kws.eval_scoring.Word, the truth of the stream
@@ -90,15 +92,18 @@ def _one_after_another(clips: list[np.ndarray], rate: int, gap_s: tuple[float, f
     return np.concatenate(parts).astype(np.float32)
 
 
-def _speech_sources(recordings: list[Recording], negatives: list[Path], rate: int, seed: int) -> dict[str, np.ndarray]:
-    """Long recordings without commands: per source, its continuous speech and its words in a row."""
-    sources: dict[str, list[np.ndarray]] = {}
+def _long_recordings(recordings: list[Recording], negatives: list[Path], rate: int,
+                     seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Long recordings without commands: per source, (its continuous speech, its words in a row); every
+    file or folder in `negatives` is a source of continuous speech."""
+    speech: dict[str, list[np.ndarray]] = {}
+    words: dict[str, list[np.ndarray]] = {}
     for r in recordings:
-        key = r.source if r.continuous else f"{r.source} words in a row"
-        sources.setdefault(key, []).append(load_audio(r.path, rate))
+        (speech if r.continuous else words).setdefault(r.source, []).append(load_audio(r.path, rate))
     for path in negatives:
-        sources[str(path)] = [load_audio(p, rate) for p in _audio_files(path)]
-    return {key: _one_after_another(clips, rate, SPEECH_GAP_S, seed) for key, clips in sources.items()}
+        speech[str(path)] = [load_audio(p, rate) for p in _audio_files(path)]
+    return tuple({key: _one_after_another(clips, rate, SPEECH_GAP_S, seed) for key, clips in parts.items()}
+                 for parts in (speech, words))
 
 
 def _word_trials(model: Path, recognizer: Recognizer, clips: list[tuple[str, str, np.ndarray]], config: Config,
@@ -125,8 +130,8 @@ def score_open_set(model: str | Path, data: str | Path, other: str | Path, split
     _, config, _ = load_predictor(Path(model))
     rate = recognizer.sample_rate
     recordings = _recordings(Path(other), split, config, recognizer.labels)
-    speech = {key: run_model(recognizer, audio, progress=False)
-              for key, audio in _speech_sources(recordings, list(negatives), rate, seed).items()}
+    speech, words_in_a_row = ({key: run_model(recognizer, audio, progress=False) for key, audio in part.items()}
+                              for part in _long_recordings(recordings, list(negatives), rate, seed))
 
     index = scan(data, config.data)
     commands = load_split(index, "validation", recognizer.labels[2:], config)
@@ -142,7 +147,7 @@ def score_open_set(model: str | Path, data: str | Path, other: str | Path, split
                                       seed=seed)
     stream = run_model(recognizer, audio, progress=progress)
     never_trained = frozenset(word for _, word, _ in clips if held_out_word(word, config.data.held_out_words_percent))
-    return OpenSetScores(speech, words, stream, truth, never_trained)
+    return OpenSetScores(speech, words_in_a_row, words, stream, truth, never_trained)
 
 
 def _share(trials: list[WordTrial], fired: dict[int, list], labels: tuple[str, ...]) -> dict:
@@ -157,19 +162,26 @@ def _share(trials: list[WordTrial], fired: dict[int, list], labels: tuple[str, .
             "called_command": called, "called_command_percent": percent(called)}
 
 
+def _false_alarms(parts: dict[str, StepScores], settings: DetectorSettings) -> dict:
+    """Per source and for all: minutes, events (every one a false alarm), per hour, and their labels."""
+    rows = {}
+    for key, part in parts.items():
+        events = detect(part, settings)
+        rows[key] = {"minutes": round(part.seconds / 60, 2), "false_alarms": len(events),
+                     "false_alarms_per_hour": round(len(events) * 3600 / part.seconds, 2),
+                     "fired_as": dict(Counter(label for label, _ in events))}
+    total_s = sum(part.seconds for part in parts.values())
+    total = sum(row["false_alarms"] for row in rows.values())
+    rows["all"] = {"minutes": round(total_s / 60, 2), "false_alarms": total,
+                   "false_alarms_per_hour": round(total * 3600 / total_s, 2) if total_s else None}
+    return rows
+
+
 def open_set_report(scores: OpenSetScores, settings: DetectorSettings | None = None) -> dict:
     """JSON-ready figures of all three parts, with `settings` (default: the model's own)."""
     settings = settings or scores.stream.settings
-    speech = {}
-    for key, part in scores.speech.items():
-        events = detect(part, settings)
-        speech[key] = {"minutes": round(part.seconds / 60, 2), "false_alarms": len(events),
-                       "false_alarms_per_hour": round(len(events) * 3600 / part.seconds, 2),
-                       "fired_as": dict(Counter(label for label, _ in events))}
-    total_s = sum(part.seconds for part in scores.speech.values())
-    total = sum(row["false_alarms"] for row in speech.values())
-    speech["all"] = {"minutes": round(total_s / 60, 2), "false_alarms": total,
-                     "false_alarms_per_hour": round(total * 3600 / total_s, 2)}
+    speech = _false_alarms(scores.speech, settings)
+    words_in_a_row = _false_alarms(scores.words_in_a_row, settings)
 
     fired = {id(t): detect(t.scores, settings) for t in scores.words}
     labels = scores.stream.labels
@@ -195,7 +207,7 @@ def open_set_report(scores: OpenSetScores, settings: DetectorSettings | None = N
     stream_result = score_events(detect(scores.stream, settings), scores.stream_words, scores.stream.seconds)
     stream = report(stream_result, settings, scores.stream.keywords)
     stream["other_words"] = sum(not w.is_keyword for w in scores.stream_words)
-    return {"speech": speech, "words": words, "stream": stream}
+    return {"speech": speech, "words_in_a_row": words_in_a_row, "words": words, "stream": stream}
 
 
 def table(figures: dict) -> str:
@@ -203,11 +215,13 @@ def table(figures: dict) -> str:
     def pct(value) -> str:
         return "-" if value is None else f"{value:.1f}%"
 
-    lines = ["false alarms on speech without commands:",
-             f"  {'source':<44} {'minutes':>7} {'events':>6} {'per hour':>8}"]
-    for key, row in figures["speech"].items():
-        lines.append(f"  {key[-44:]:<44} {row['minutes']:>7.1f} {row['false_alarms']:>6} "
-                     f"{row['false_alarms_per_hour']:>8.1f}")
+    lines = []
+    for part, title in (("speech", "false alarms on speech without commands:"),
+                        ("words_in_a_row", "false alarms on other words one after another:")):
+        lines += [title, f"  {'source':<44} {'minutes':>7} {'events':>6} {'per hour':>8}"]
+        for key, row in figures[part].items():
+            per_hour = "-" if row["false_alarms_per_hour"] is None else f"{row['false_alarms_per_hour']:.1f}"
+            lines.append(f"  {key[-44:]:<44} {row['minutes']:>7.1f} {row['false_alarms']:>6} {per_hour:>8}")
     words = figures["words"]
     lines += ["other words, each alone: accepted by the runtime / called a command by the clip classifier:",
               f"  {'words':<44} {'clips':>7} {'accepted':>8} {'called':>8}"]

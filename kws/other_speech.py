@@ -151,6 +151,7 @@ class OtherSpeechClips:
     waveforms: np.ndarray  # [clips, clip_samples] float32
     sources: tuple[str, ...]  # [clips], each clip's source folder
     skipped: list[str]
+    speech: np.ndarray  # [samples] float32, the continuous speech joined end to end
 
 
 def load_clips(recordings: tuple[Recording, ...], split: str, features: FeatureConfig,
@@ -160,25 +161,28 @@ def load_clips(recordings: tuple[Recording, ...], split: str, features: FeatureC
 
     def load(recording: Recording) -> np.ndarray | str:
         try:
-            audio = load_audio(recording.path, features.sample_rate)
+            return load_audio(recording.path, features.sample_rate)
         except KwsError as error:
             return str(error)
-        if recording.continuous:
-            return speech_windows(audio, features.clip_samples, features.ms_to_samples(window_hop_ms))
-        return loudest_window(audio, features.clip_samples, features.hop_samples)[None]
 
     with ThreadPoolExecutor(workers) as pool:  # libsndfile releases the GIL while decoding
         loaded = list(pool.map(load, chosen))
-    clips, sources, skipped = [], [], []
-    for recording, result in zip(chosen, loaded):
-        if isinstance(result, str):
-            log.warning("skipping %s", result)
-            skipped.append(result)
+    clips, sources, skipped, speech = [], [], [], []
+    for recording, audio in zip(chosen, loaded):
+        if isinstance(audio, str):
+            log.warning("skipping %s", audio)
+            skipped.append(audio)
             continue
-        clips.append(result)
-        sources.extend([recording.source] * len(result))
+        if recording.continuous:
+            speech.append(audio)
+            cut = speech_windows(audio, features.clip_samples, features.ms_to_samples(window_hop_ms))
+        else:
+            cut = loudest_window(audio, features.clip_samples, features.hop_samples)[None]
+        clips.append(cut)
+        sources.extend([recording.source] * len(cut))
     waveforms = np.concatenate(clips) if clips else np.zeros((0, features.clip_samples), np.float32)
-    return OtherSpeechClips(waveforms.astype(np.float32, copy=False), tuple(sources), skipped)
+    return OtherSpeechClips(waveforms.astype(np.float32, copy=False), tuple(sources), skipped,
+                            np.concatenate(speech).astype(np.float32, copy=False) if speech else np.zeros(0, np.float32))
 
 
 def with_other_speech(audio: SplitAudio, other: OtherSpeechClips, weighting: str) -> SplitAudio:
@@ -193,4 +197,4 @@ def with_other_speech(audio: SplitAudio, other: OtherSpeechClips, weighting: str
         _, index, counts = np.unique(sources, return_inverse=True, return_counts=True)
         weights = torch.from_numpy(1.0 / counts[index]).float()
     return SplitAudio(torch.cat([audio.waveforms, torch.from_numpy(other.waveforms)]), labels, audio.noise,
-                      audio.skipped + other.skipped, weights)
+                      audio.skipped + other.skipped, weights, torch.from_numpy(other.speech))

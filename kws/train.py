@@ -70,22 +70,22 @@ def _normalisation(model: KeywordLSTM, audio: SplitAudio) -> tuple[torch.Tensor,
     return frames.mean(dim=0), frames.std(dim=0)
 
 
-def _clip_step(model, waveforms, labels, noise, config: Config, generator):
+def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
     """Loss and (correct, counted) on single aligned clips."""
-    waveforms = augment_audio(waveforms, noise, config.augment, config.features, generator)
+    waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
     features = spec_mask(model.features(waveforms), config.augment, config.features, generator)
     logits = clip_logits_from_frames(model.classify_frames(features), config.model)
     loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
     return loss, int((logits.argmax(dim=1) == labels).sum()), len(labels)
 
 
-def _sequence_step(model, waveforms, labels, noise, config: Config, generator):
+def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
     """Loss and (correct, counted) on clips placed in sequences; steps with one allowed label are counted."""
     window = clip_steps(config.features, config.model)
     clips = perturb(waveforms, config.augment, config.features, generator)
-    batch = make_sequences(clips, labels, model.head.out_features, config, window, generator)
-    audio = add_noise(batch.audio, noise, config.augment, generator)
-    features = spec_mask(model.features(audio), config.augment, config.features, generator)
+    batch = make_sequences(clips, labels, model.head.out_features, config, window, generator, audio.speech)
+    mixed = add_noise(batch.audio, audio.noise, config.augment, generator)
+    features = spec_mask(model.features(mixed), config.augment, config.features, generator)
     logits = window_max(model.classify_frames(features), window)
     allowed = batch.allowed[:, : logits.shape[1]]
     loss = sequence_loss(logits, allowed, config.train.label_smoothing)
@@ -107,7 +107,7 @@ def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config,
                leave=False, disable=not progress, unit="batch")
     for batch in bar:
         waveforms, labels = make_batch(audio, batch, config, generator, training=True)
-        loss, batch_correct, counted = step(model, waveforms, labels, audio.noise, config, generator)
+        loss, batch_correct, counted = step(model, waveforms, labels, audio, config, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip_norm)

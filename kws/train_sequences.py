@@ -7,7 +7,8 @@ LSTM step gets the set of labels it may give for the last clip's worth of audio 
 - a keyword whose loud part lies wholly inside that window: only that keyword;
 - otherwise silence or unknown, plus any keyword cut off by the window's edge (firing a little early or
   late on a word is fine; firing another keyword's label is not);
-- a whole other word and no cut-off keyword: unknown; nothing at all: silence.
+- a whole other word (or 300 ms of a stretch of speech) and no cut-off keyword: unknown; nothing at all:
+  silence.
 """
 
 from __future__ import annotations
@@ -64,10 +65,38 @@ def _gaps(count: int, slots: int, free: int, generator: torch.Generator) -> torc
     return gaps
 
 
+def _speech_in_gaps(audio: torch.Tensor, starts: torch.Tensor, clip_samples: int, speech: torch.Tensor,
+                    config: Config, generator: torch.Generator):
+    """Fill a share (`config.train.speech_gaps`) of the gaps between clips with stretches of real speech,
+    leaving a pause of up to 0.3 s next to each clip, as people leave around a command. Returns the audio
+    and each stretch's [start, end) in samples, [count, slots + 1] each (start == end: no speech there)."""
+    count, slots = starts.shape
+    length = audio.shape[1]
+    features = config.features
+    gap_start = torch.cat([torch.zeros(count, 1, dtype=torch.long), starts + clip_samples], dim=1)
+    gap_end = torch.cat([starts, torch.full((count, 1), length)], dim=1)  # [count, slots + 1]
+    pauses = (torch.rand(count, slots + 1, 2, generator=generator) * features.ms_to_samples(300)).long()
+    start = gap_start + torch.where(gap_start > 0, pauses[..., 0], 0)
+    end = gap_end - torch.where(gap_end < length, pauses[..., 1], 0)
+    used = torch.rand(count, slots + 1, generator=generator) < config.train.speech_gaps
+    used &= end - start >= features.ms_to_samples(200)
+    end = torch.where(used, end, start)
+    offsets = (torch.rand(count, slots + 1, generator=generator) * (len(speech) - length)).long()
+    gains = torch.empty(count, slots + 1).uniform_(0.5, 1.0, generator=generator)
+    positions = torch.arange(length)
+    for gap in range(slots + 1):
+        inside = (positions >= start[:, gap, None]) & (positions < end[:, gap, None])  # [count, length]
+        source = (offsets[:, gap, None] + positions).clamp(max=len(speech) - 1)
+        audio = audio + torch.where(inside, speech[source] * gains[:, gap, None], 0.0)
+    return audio, start, end
+
+
 def make_sequences(clips: torch.Tensor, labels: torch.Tensor, n_labels: int, config: Config,
-                   window_steps: int, generator: torch.Generator) -> SequenceBatch:
+                   window_steps: int, generator: torch.Generator,
+                   speech: torch.Tensor | None = None) -> SequenceBatch:
     """Clips [batch * k, clip_samples] with labels [batch * k] -> `batch` sequences of
-    `config.train.sequence_ms`, k = clips_per_sequence clips each, in the order given."""
+    `config.train.sequence_ms`, k = clips_per_sequence clips each, in the order given. With `speech`
+    ([samples] of real speech without keywords), some gaps hold stretches of it, as other words."""
     features = config.features
     slots = config.train.clips_per_sequence(features)
     length = features.ms_to_samples(config.train.sequence_ms)
@@ -84,21 +113,32 @@ def make_sequences(clips: torch.Tensor, labels: torch.Tensor, n_labels: int, con
         audio += torch.where(inside, clips[slot::slots].gather(1, source.clamp(0, clip_samples - 1)), 0.0)
 
     first, last = loud_bounds(clips, features.hop_samples)
-    event_start = starts + first.reshape(count, slots)  # [count, slots]
+    event_start = starts + first.reshape(count, slots)  # [count, events]
     event_end = starts + last.reshape(count, slots)
     event_label = labels.reshape(count, slots)
+    stretch = torch.zeros(1, 1, slots, dtype=torch.bool)  # [1, 1, events]: events that are speech stretches
+    if speech is not None and config.train.speech_gaps > 0 and len(speech) > length:
+        audio, speech_start, speech_end = _speech_in_gaps(audio, starts, clip_samples, speech, config, generator)
+        event_start = torch.cat([event_start, speech_start], dim=1)
+        event_end = torch.cat([event_end, speech_end], dim=1)
+        event_label = torch.cat([event_label, torch.full_like(speech_start, UNKNOWN_ID)], dim=1)
+        stretch = torch.cat([stretch, torch.ones(1, 1, speech_start.shape[1], dtype=torch.bool)], dim=2)
     real = (event_label != SILENCE_ID) & (event_end > event_start)
     keyword = real & (event_label >= FIRST_KEYWORD)
 
     n_steps = features.frames(length) // config.model.frame_stack
     window_start, window_end = step_windows(n_steps, features, config.model, window_steps)
     ws, we = window_start[None, :, None], window_end[None, :, None]  # [1, steps, 1]
-    es, ee = event_start[:, None, :], event_end[:, None, :]  # [count, 1, slots]
-    whole = real[:, None, :] & (es >= ws) & (ee <= we)  # [count, steps, slots]
+    es, ee = event_start[:, None, :], event_end[:, None, :]  # [count, 1, events]
+    # A word is heard when its loud part lies wholly in the window; a stretch of speech, longer than the
+    # window perhaps, once the window holds 300 ms of it (or all of a shorter one).
+    overlap = torch.minimum(ee, we) - torch.maximum(es, ws)
+    heard_speech = overlap >= torch.clamp(ee - es, max=features.ms_to_samples(300))
+    whole = real[:, None, :] & torch.where(stretch, heard_speech, (es >= ws) & (ee <= we))  # [count, steps, events]
     cut = real[:, None, :] & (ee > ws) & (es < we) & ~whole
-    one_hot = torch.nn.functional.one_hot(event_label, n_labels).bool()  # [count, slots, n_labels]
+    one_hot = torch.nn.functional.one_hot(event_label, n_labels).bool()  # [count, events, n_labels]
 
-    def labels_of(events: torch.Tensor) -> torch.Tensor:  # [count, steps, slots] -> [count, steps, n_labels]
+    def labels_of(events: torch.Tensor) -> torch.Tensor:  # [count, steps, events] -> [count, steps, n_labels]
         return (events[..., None] & one_hot[:, None]).any(dim=2)
 
     whole_keyword = labels_of(whole & keyword[:, None, :])

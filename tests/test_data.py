@@ -82,6 +82,9 @@ def test_fixed_examples_are_fixed(tiny_data):
     audio = load_split(scan(tiny_data), "validation", ("yes", "no"), config)
     a, b = fixed_examples(audio, config), fixed_examples(audio, config)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    # a model trained with another unknown share is evaluated on the same clips
+    other = fixed_examples(audio, Config(data=DataConfig(unknown_percent=60, silence_percent=30)))
+    assert torch.equal(a[0], other[0]) and torch.equal(a[1], other[1])
 
 
 def test_load_audio_resamples_and_mixes_down(tmp_path):

@@ -59,6 +59,7 @@ def test_planted_words_count_as_false_alarms_and_commands_as_matches(tiny_export
     assert speech[str(negatives / "quiet.wav")]["false_alarms"] == 0
     assert speech["sentences"]["false_alarms"] == 0 and speech["sentences"]["minutes"] > 0.2
     assert speech["all"]["false_alarms"] == sum(row["false_alarms"] for key, row in speech.items() if key != "all")
+    assert figures["words_in_a_row"]["words"]["false_alarms"] == 3  # the three "bogus" words, one after another
 
     words = figures["words"]
     assert words["per_word"]["bogus"]["accepted"] == 3 and words["per_word"]["bogus"]["fired_as"] == {"yes": 3}

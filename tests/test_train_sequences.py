@@ -75,6 +75,31 @@ def test_each_step_may_give_the_whole_keyword_in_its_window_and_nothing_else():
         assert (step in keyword_steps) == bool(whole), step
 
 
+def test_speech_in_the_gaps_is_unknown_and_never_on_a_clip():
+    config = Config(train=TrainConfig(sequence_ms=3000, speech_gaps=1.0))
+    window = clip_steps(config.features, config.model)
+    speech = 0.3 * torch.ones(20 * RATE)  # constant, so the filled samples are easy to find
+    clips = torch.stack([_burst(4000, 10000, s) for s in range(40)])
+    labels = torch.tensor([YES, NO] * 20)
+    batch = make_sequences(clips, labels, 4, config, window, torch.Generator().manual_seed(0), speech)
+    plain = make_sequences(clips, labels, 4, config, window, torch.Generator().manual_seed(0))
+    filled = batch.audio != plain.audio  # [count, samples]: where speech went
+    assert filled.any(dim=1).float().mean() >= 0.75  # most sequences have a gap long enough for speech
+    assert (plain.audio[filled] == 0).all()  # only into gaps, never on a clip
+    assert ((batch.audio[filled] >= 0.15) & (batch.audio[filled] <= 0.3)).all()  # at half to full level
+    start, end = step_windows(batch.allowed.shape[1], config.features, config.model, window)
+    for row in range(len(batch.audio)):
+        for step in range(batch.allowed.shape[1]):
+            heard = int(filled[row, max(0, int(start[step])):int(end[step])].sum())
+            allowed = set(torch.nonzero(batch.allowed[row, step]).flatten().tolist())
+            if heard >= 300 * 16 and allowed.isdisjoint({YES, NO}):
+                assert allowed == {UNKNOWN}, (row, step)  # a window with speech in it is not silence
+        # a keyword whose window also holds speech is still the keyword
+        assert batch.allowed[row, :, YES].any() or batch.allowed[row, :, NO].any()
+    assert torch.equal(batch.allowed[:, :, YES] & (batch.allowed.sum(dim=2) == 1),
+                       plain.allowed[:, :, YES] & (plain.allowed.sum(dim=2) == 1))
+
+
 def test_silence_clips_and_noise_bursts_give_silence():
     loud_noise = torch.ones(CLIP) * 0.9
     batch, _, _ = _sequence([torch.zeros(CLIP), loud_noise], [SILENCE, SILENCE])

@@ -71,7 +71,7 @@ def main() -> None:
     print(f"{args.minutes:g} min stream, seed {args.seed}: {n_keywords} keywords, "
           f"{len(words) - n_keywords} other words{' and stretches of speech' if open_set else ''}; model {args.model}")
     print(f"{'threshold':>9} {'avg ms':>6} {'sustained':>9} {'supp ms':>7}  {'matched':>8} {'wrong':>6} {'FA/h':>6} "
-          f"{'latency median / p90 s':>23}" + ("  speech FA/h  words accepted" if open_set else ""))
+          f"{'latency median / p90 s':>23}" + ("  speech FA/h  words FA/h  words accepted" if open_set else ""))
     for threshold, average_ms, (sustained_ms, sustained_threshold), suppression_ms in itertools.product(
             args.thresholds, args.average_ms, args.sustained, args.suppression_ms):
         settings = DetectorSettings(threshold, average_ms, suppression_ms, None, sustained_ms, sustained_threshold)
@@ -82,6 +82,7 @@ def main() -> None:
         if open_set is not None:
             figures = open_set_report(open_set, settings)
             extra = (f"  {figures['speech']['all']['false_alarms_per_hour']:>11.1f}  "
+                     f"{figures['words_in_a_row']['all']['false_alarms_per_hour']:>10.1f}  "
                      f"{figures['words']['all']['accepted_percent']:>13.1f}%")
         print(f"{threshold:>9.2f} {average_ms:>6g} {sustained:>9} {suppression_ms:>7g}  "
               f"{100 * result.matched / result.keywords:>7.1f}% {100 * result.wrong / result.keywords:>5.1f}% "
