@@ -38,6 +38,7 @@ _OVERRIDES = {
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
     "unknown_weighting": ("data", "unknown_weighting", str),
+    "hard_negative_boost": ("data", "hard_negative_boost", float),
     "select_by": ("train", "select_by", str),
     "speech_gaps": ("train", "speech_gaps", float),
 }

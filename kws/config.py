@@ -80,6 +80,9 @@ class DataConfig:
     # How `_unknown_` examples are drawn: "clip" (every clip alike) or "source" (each source of other
     # speech, and the data set's own other words, an equal share).
     unknown_weighting: str = "clip"
+    # Fine-tuning only: an `_unknown_` clip that the starting model (--init-from) takes for a keyword with
+    # probability p is drawn (1 + hard_negative_boost * p) times as often: train again on what fires.
+    hard_negative_boost: float = 0.0
 
     def __post_init__(self):
         if self.unknown_weighting not in ("clip", "source"):

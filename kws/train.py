@@ -181,6 +181,18 @@ def _add_other_speech(audio: SplitAudio, folders: tuple[Path, ...], config: Conf
     return with_other_speech(audio, other, config.data.unknown_weighting), validation
 
 
+def _boost_hard_negatives(audio: SplitAudio, start: KeywordLSTM, boost: float, echo) -> SplitAudio:
+    """Draw the `_unknown_` clips that `start` takes for a keyword more often, in proportion to how sure it is."""
+    unknown = audio.unknown_indices
+    probabilities = torch.softmax(predict(start, audio.waveforms[unknown]), dim=1)  # [unknown clips, labels]
+    keyword = probabilities[:, FIRST_KEYWORD:].amax(dim=1)
+    weights = torch.ones(len(audio.labels)) if audio.unknown_weights is None else audio.unknown_weights.clone()
+    weights[unknown] *= 1 + boost * keyword
+    echo(f"hard negatives: {int((keyword > 0.5).sum())} of {len(unknown)} {UNKNOWN} training clips score a keyword "
+         f"above 0.5 with the starting model; drawn up to {1 + boost:g} times as often")
+    return dataclasses.replace(audio, unknown_weights=weights)
+
+
 def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
           progress: bool = True, echo: Callable[[str], None] | None = None,
           init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = ()) -> TrainResult:
@@ -204,6 +216,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
                        f"({config.features.clip_ms} ms)")
     if not index.clips_of("validation"):
         raise KwsError(f"{data_dir} has no validation clips: add validation_list.txt or more speakers")
+    if config.data.hard_negative_boost > 0 and init_from is None:
+        raise KwsError("--hard-negative-boost needs --init-from (also with --resume): the model whose mistakes "
+                       "are drawn more often")
     if config.train.select_by == "open-set" and not negatives:
         raise KwsError("--select-by open-set needs --negatives: the other speech whose validation part it rejects")
 
@@ -212,6 +227,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     val_other = None  # validation other speech: clips that should be called silence or unknown
     if negatives:
         train_audio, val_other = _add_other_speech(train_audio, tuple(map(Path, negatives)), config, echo)
+    if config.data.hard_negative_boost > 0:
+        start, _, _ = model_from_checkpoint(load_checkpoint(Path(init_from)), Path(init_from))
+        train_audio = _boost_hard_negatives(train_audio, start, config.data.hard_negative_boost, echo)
     val_audio = load_split(index, "validation", keywords, config)
     val_waveforms, val_labels = fixed_examples(val_audio, config)
     skipped = len(train_audio.skipped) + len(val_audio.skipped)

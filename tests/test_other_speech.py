@@ -1,6 +1,7 @@
 """Other speech as negatives: the speaker split, held-out words, and how it joins the training data."""
 
 import csv
+import dataclasses
 from collections import defaultdict
 
 import numpy as np
@@ -157,6 +158,9 @@ def test_training_with_other_speech_from_the_command_line(tmp_path, tiny_data):
     assert state["config"]["data"]["unknown_weighting"] == "source"
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "bad"), "--negatives",
                  str(tmp_path / "missing"), "--epochs", "1"]) == 2
+    # hard negatives are the starting model's mistakes: without a starting model there are none
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "bad2"), "--negatives", str(other),
+                 "--epochs", "1", "--hard-negative-boost", "4"]) == 2
 
 
 def test_best_epoch_chosen_by_open_set_figure(tmp_path, tiny_data, tiny_config):
@@ -180,3 +184,24 @@ def test_best_epoch_chosen_by_open_set_figure(tmp_path, tiny_data, tiny_config):
     assert result.best_accuracy == pytest.approx(history[best["epoch"] - 1]["val_accuracy"], abs=1e-4)
     with pytest.raises(KwsError, match="needs --negatives"):
         train(tiny_data, tmp_path / "run2", config, progress=False, echo=lambda line: None)
+
+
+def test_hard_negatives_are_the_unknown_clips_the_starting_model_takes_for_keywords(tiny_export, tiny_data):
+    from kws.checkpoint import load_checkpoint, model_from_checkpoint
+    from kws.train import _boost_hard_negatives
+
+    from conftest import WORD_TONES, tone_clip
+
+    start, config, labels = model_from_checkpoint(load_checkpoint(tiny_export[1]), tiny_export[1])
+    audio = load_split(scan(tiny_data), "training", labels[2:], config)
+    # an "other word" that is in fact the keyword "yes": the model fires on it, so it is a hard negative
+    planted = torch.from_numpy(tone_clip(np.random.default_rng(5), *WORD_TONES["yes"]))
+    audio = dataclasses.replace(audio, waveforms=torch.cat([audio.waveforms, planted[None]]),
+                                labels=torch.cat([audio.labels, torch.tensor([1])]))
+    lines = []
+    boosted = _boost_hard_negatives(audio, start, 9.0, lines.append)
+    weights = boosted.unknown_weights[boosted.unknown_indices]
+    assert weights.min() >= 1.0 and weights.max() <= 10.0
+    assert int(weights.argmax()) == len(weights) - 1 and weights[-1] > 5.0  # the planted clip leads
+    assert "hard negatives: " in lines[0]
+    assert torch.equal(boosted.unknown_weights[boosted.keyword_indices], torch.ones(len(boosted.keyword_indices)))
