@@ -152,7 +152,7 @@ def _add_eval_open_set(sub) -> None:
     p.add_argument("--negatives", type=Path, action="append", default=[], metavar="FILE_OR_FOLDER",
                    help="also count false alarms on this recording, or on every audio file in this folder "
                         "(repeatable)")
-    p.add_argument("--minutes", type=float, default=10.0, help="length of the stream of commands among other "
+    p.add_argument("--minutes", type=float, default=30.0, help="length of the stream of commands among other "
                    "speech (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON report into this folder")

@@ -106,11 +106,12 @@ def _long_recordings(recordings: list[Recording], negatives: list[Path], rate: i
                  for parts in (speech, words))
 
 
-def _word_trials(model: Path, recognizer: Recognizer, clips: list[tuple[str, str, np.ndarray]], config: Config,
+def _word_trials(predict, recognizer: Recognizer, clips: list[tuple[str, str, np.ndarray]], config: Config,
                  progress: bool) -> list[WordTrial]:
-    rate = recognizer.sample_rate
+    """Each word through the streaming runtime with silence around it, and its loudest clip-length part
+    through the window model (`predict`: waveforms -> logits)."""
+    rate, labels = recognizer.sample_rate, recognizer.labels
     before, after = (np.zeros(int(s * rate), np.float32) for s in WORD_PADDING_S)
-    predict, _, labels = load_predictor(model)
     windows = np.stack([loudest_window(clip, config.features.clip_samples, config.features.hop_samples)
                         for _, _, clip in clips])
     classified = [labels[i] for i in predict(torch.from_numpy(windows)).argmax(dim=1).tolist()]
@@ -120,14 +121,14 @@ def _word_trials(model: Path, recognizer: Recognizer, clips: list[tuple[str, str
 
 
 def score_open_set(model: str | Path, data: str | Path, other: str | Path, split: str = "validation",
-                   negatives: tuple[Path, ...] = (), minutes: float = 10.0, seed: int = 0,
+                   negatives: tuple[Path, ...] = (), minutes: float = 30.0, seed: int = 0,
                    progress: bool = True) -> OpenSetScores:
     """Run the model over all three parts of the measurement; `split` picks the other-speech speakers."""
     if split not in ("validation", "testing"):
         raise KwsError(f"the open-set measurement runs on held-out speech: split 'validation' or 'testing', "
                        f"not {split!r}")
+    predict, config, _ = load_predictor(Path(model))  # a missing or broken model: a KwsError
     recognizer = Recognizer.from_onnx(model)
-    _, config, _ = load_predictor(Path(model))
     rate = recognizer.sample_rate
     recordings = _recordings(Path(other), split, config, recognizer.labels)
     speech, words_in_a_row = ({key: run_model(recognizer, audio, progress=False) for key, audio in part.items()}
@@ -139,7 +140,7 @@ def score_open_set(model: str | Path, data: str | Path, other: str | Path, split
                  if clip.word not in recognizer.labels]
     clips = [("speech_commands", word, load_audio(path, rate)) for path, word in own_words]
     clips += [(r.source, r.word, load_audio(r.path, rate)) for r in recordings if not r.continuous]
-    words = _word_trials(Path(model), recognizer, clips, config, progress)
+    words = _word_trials(predict, recognizer, clips, config, progress)
 
     others = [Piece("_unknown_", audio) for _, _, audio in clips]
     speech_recordings = [load_audio(r.path, rate) for r in recordings if r.continuous]
