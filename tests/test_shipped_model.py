@@ -13,6 +13,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "kws.onnx"
 CLIPS = Path(__file__).parent / "data" / "clips"
+SPEECH = Path(__file__).parent / "data" / "speech"
 RATE = 16000
 
 
@@ -82,3 +83,8 @@ def test_long_recording_reports_each_keyword_once_at_the_right_time(tmp_path):
     assert [e["label"] for e in events] == [w for w, _, _ in expected], (events, truth)
     for event, (word, start_s, end_s) in zip(events, expected):
         assert start_s < event["time"] <= end_s + 1.0, (word, event, start_s, end_s)
+
+
+def test_stays_quiet_on_a_sentence_without_commands():
+    """15 s of a read sentence by a LibriSpeech speaker that no training run hears: no event at all."""
+    assert _listen("--wav", str(SPEECH / "1688-142285-0000.opus")) == []
