@@ -144,21 +144,34 @@ class _Recorder:
             self._file = None
 
 
-def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool) -> None:
+def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool) -> tuple[float, int]:
+    """Runs the recognizer over the chunks; returns (seconds of audio heard, events)."""
     hook = _Hook(args.on_detect)
     recorder = _Recorder(args.record, recognizer.sample_rate)
+    samples = events = 0
     try:
         for chunk in chunks:
             recorder.write(chunk)
+            samples += len(chunk)
             for detection in recognizer.process(chunk):
                 _emit(detection, args.json)
                 hook(detection)
+                events += 1
         if flush:
             for detection in recognizer.process(np.zeros(recognizer.sample_rate * FLUSH_MS // 1000, np.float32)):
                 _emit(detection, args.json)
                 hook(detection)
+                events += 1
     finally:
         recorder.close()
+    return samples / recognizer.sample_rate, events
+
+
+def _summary(seconds: float, events: int) -> None:
+    """The end of a file or stdin, on stderr (stdout carries only events): so that silence is not mistaken
+    for a run that heard nothing because it failed."""
+    heard = "no keyword heard" if events == 0 else f"{events} event(s)"
+    print(f"edge.listen: {seconds:.1f} s of audio processed, {heard}", file=sys.stderr)
 
 
 def run(args) -> int:
@@ -174,9 +187,9 @@ def run(args) -> int:
     chunk = rate * CHUNK_MS // 1000
     if args.wav is not None:
         chunks = file_chunks(args.wav, rate, chunk)
-        _listen(args, recognizer, _paced(chunks, rate) if args.realtime else chunks, flush=True)
+        _summary(*_listen(args, recognizer, _paced(chunks, rate) if args.realtime else chunks, flush=True))
     elif args.stdin:
-        _listen(args, recognizer, stdin_chunks(rate, chunk), flush=True)
+        _summary(*_listen(args, recognizer, stdin_chunks(rate, chunk), flush=True))
     else:
         with Microphone(rate, _device(args.device)) as microphone:
             print(f"listening on {microphone.device_name} ({microphone.device_rate} Hz) for "

@@ -86,9 +86,21 @@ def test_nan_chunk_is_dropped_and_stream_goes_on(model):
 
 def test_listen_wav_json(model, stream_wav, capsys):
     assert main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5"]) == 0
-    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    out = capsys.readouterr()
+    events = [json.loads(line) for line in out.out.splitlines()]
     assert events and all(set(e) == {"label", "score", "time"} for e in events)
     assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+    assert f"{len(events)} event(s)" in out.err
+
+
+def test_a_file_without_keywords_says_so_on_stderr(model, tmp_path, capsys):
+    """Stdout stays empty (it carries only events); stderr says how much audio was heard and that no
+    keyword was in it, so a quiet run is not taken for a broken one."""
+    sf.write(tmp_path / "quiet.wav", np.zeros(int(2.5 * RATE), np.float32), RATE, subtype="PCM_16")
+    assert main(["--model", str(model), "--wav", str(tmp_path / "quiet.wav"), "--json"]) == 0
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert "2.5 s of audio processed, no keyword heard" in out.err
 
 
 def test_stereo_44k_file_gives_the_same_words(model, stream_wav, tmp_path, capsys, caplog):
