@@ -58,7 +58,9 @@ def _add_train(sub) -> None:
     p.add_argument("--data", required=True, type=Path, help="folder with one sub-folder per word")
     p.add_argument("--out", required=True, type=Path, help="run folder for checkpoints and metrics")
     p.add_argument("--keywords", type=_keywords, default=None,
-                   help="comma-separated words, or 'all' (default: the ten commands present in the data)")
+                   help="comma-separated words, or 'all' (default: those of the ten Speech Commands commands "
+                        "yes, no, up, down, left, right, on, off, stop, go that have a folder in the data; "
+                        "eight in ../shared/data/speech_commands)")
     for flag, (section, field, kind) in _OVERRIDES.items():
         default = getattr(_DEFAULTS[section], field)
         p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None, help=f"(default: {default})")
@@ -89,8 +91,11 @@ def _add_export(sub) -> None:
                    "streaming model goes beside it as NAME.stream.onnx")
     p.add_argument("--data", required=True, type=Path, help="data folder whose validation clips verify the export")
     p.add_argument("--int8", action="store_true", help="also write dynamically quantized NAME.int8.onnx copies")
+    p.add_argument("--force", action="store_true", help="replace model files already in the --out folder "
+                   "(without it, export refuses, so that a shipped model is not overwritten by accident)")
     p.add_argument("--verify-clips", type=int, default=400, help="clips compared with PyTorch (default: %(default)s)")
-    p.add_argument("--stream-steps", type=int, default=1, help="LSTM steps (30 ms each) per streaming call (default: %(default)s)")
+    p.add_argument("--stream-steps", type=int, default=1, help="LSTM steps per streaming call; a step is frame-stack x 10 ms "
+                   "(20 ms for the shipped model) (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=0.8, help="detection threshold stored for edge.listen (default: %(default)s)")
     p.add_argument("--average-ms", type=float, default=200.0, help="score smoothing window stored for edge.listen (default: %(default)s)")
     p.add_argument("--suppression-ms", type=float, default=1500.0, help="minimum time between two events (default: %(default)s)")
@@ -237,7 +242,7 @@ def _run(args) -> int:
             threshold=args.threshold, average_ms=args.average_ms, suppression_ms=args.suppression_ms,
             sustained_ms=args.sustained_ms, sustained_threshold=args.sustained_threshold))
         report = export_checkpoint(args.checkpoint, args.out, args.data, args.int8, args.verify_clips,
-                                   args.stream_steps, detection)
+                                   args.stream_steps, detection, overwrite=args.force)
         print(report.summary())
         return 0
     if args.command == "eval-stream":

@@ -249,14 +249,26 @@ def _accuracy(path: Path, waveforms: torch.Tensor, labels: torch.Tensor) -> floa
     return float((logits.argmax(1) == labels.numpy()).mean())
 
 
+def _output_names(out: Path, int8: bool) -> list[str]:
+    stem = out.name.removesuffix(".onnx")
+    names = [out.name, stem + STREAM_SUFFIX, "labels.txt", stem + ".pt"]
+    return names + ([stem + ".int8.onnx", stem + ".int8" + STREAM_SUFFIX] if int8 else [])
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | Path, int8: bool = False,
-                      verify_clips: int = 400, stream_steps: int = 1, detection: dict | None = None) -> ExportReport:
-    """Export, verify against PyTorch on real validation clips, and only then put the files in place."""
+                      verify_clips: int = 400, stream_steps: int = 1, detection: dict | None = None,
+                      overwrite: bool = False) -> ExportReport:
+    """Export, verify against PyTorch on real validation clips, and only then put the files in place.
+    Files already there (a shipped model, say) are replaced only with `overwrite`."""
     from kws.data import fixed_examples, load_split, scan
 
     out = Path(out)
     if out.suffix != ".onnx":
         raise KwsError(f"--out must name an .onnx file, not {out}")
+    existing = [name for name in _output_names(out, int8) if (out.parent / name).exists()]
+    if existing and not overwrite:
+        raise KwsError(f"{out.parent} already holds {', '.join(existing)}; export into another folder, or "
+                       "pass --force to replace them")
     model, config, labels = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
     audio = load_split(scan(data_dir, config.data), "validation", labels[2:], config)
     waveforms, targets = fixed_examples(audio, config)
@@ -272,7 +284,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | P
         weights = Path(staging) / (out.name.removesuffix(".onnx") + ".pt")
         save_checkpoint(weights, {"config": config.to_dict(), "labels": list(labels), "model": model.state_dict(),
                                   "parameter_count": model.parameter_count})  # no optimizer: for eval and export
-        staged = [window, stream, labels_file, weights]
+        staged = [window, stream, labels_file, weights]  # the names of _output_names
         q_window = q_stream = q_accuracy = None
         if int8:
             q_window = quantize_int8(window, window.with_name(out.name.removesuffix(".onnx") + ".int8.onnx"))

@@ -83,6 +83,24 @@ def test_eval_on_onnx_model(tiny_export, tiny_data, tmp_path, capsys):
     assert onnx_accuracy == pytest.approx(report.accuracy)
 
 
+def test_export_refuses_to_replace_a_model_without_force(tiny_export, tiny_data, tmp_path, capsys):
+    """A shipped model is not overwritten by accident: files in the way stop the export before any work,
+    untouched; --force replaces them."""
+    _, checkpoint = tiny_export
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    (shipped / "kws.stream.onnx").write_bytes(b"shipped")
+    args = ["export", "--checkpoint", str(checkpoint), "--out", str(shipped / "kws.onnx"), "--data", str(tiny_data),
+            "--verify-clips", "4"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "kws.stream.onnx" in error and "--force" in error
+    assert sorted(p.name for p in shipped.iterdir()) == ["kws.stream.onnx"]
+    assert (shipped / "kws.stream.onnx").read_bytes() == b"shipped"
+    assert main(args + ["--force"]) == 0
+    assert (shipped / "kws.stream.onnx").read_bytes() != b"shipped" and (shipped / "kws.onnx").exists()
+
+
 def test_export_bad_paths(tiny_export, tiny_data, tmp_path, capsys):
     _, checkpoint = tiny_export
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.txt"),
