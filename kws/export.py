@@ -114,7 +114,7 @@ def export_models(model: KeywordLSTM, config: Config, labels: tuple[str, ...], o
     if config.model.bidirectional:
         raise KwsError("a bidirectional model cannot stream; train a unidirectional one to export it")
     layout = StreamLayout.of(config, stream_steps)
-    stream_path = out.with_name(out.name.removesuffix(".onnx") + STREAM_SUFFIX)
+    stream_path = sibling(out, STREAM_SUFFIX)
     props = metadata(config, labels, model, layout, stream_path.name, detection)
     batch = torch.export.Dim("batch", min=1)
     _export_graph(WindowGraph(model), (torch.zeros(2, config.features.clip_samples),), (["audio"], ["logits"]),
@@ -249,10 +249,18 @@ def _accuracy(path: Path, waveforms: torch.Tensor, labels: torch.Tensor) -> floa
     return float((logits.argmax(1) == labels.numpy()).mean())
 
 
-def _output_names(out: Path, int8: bool) -> list[str]:
-    stem = out.name.removesuffix(".onnx")
-    names = [out.name, stem + STREAM_SUFFIX, "labels.txt", stem + ".pt"]
-    return names + ([stem + ".int8.onnx", stem + ".int8" + STREAM_SUFFIX] if int8 else [])
+def sibling(out: Path, suffix: str) -> Path:
+    """The file that goes beside window model NAME.onnx as NAME + suffix (".stream.onnx", ".pt", ...)."""
+    return out.with_name(out.name.removesuffix(".onnx") + suffix)
+
+
+INT8_SUFFIXES = (".int8.onnx", ".int8" + STREAM_SUFFIX)
+
+
+def _outputs(out: Path, int8: bool) -> list[Path]:
+    """Every file an export puts beside `out`."""
+    suffixes = (STREAM_SUFFIX, ".pt", *(INT8_SUFFIXES if int8 else ()))
+    return [out, out.with_name("labels.txt"), *(sibling(out, s) for s in suffixes)]
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | Path, int8: bool = False,
@@ -265,7 +273,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | P
     out = Path(out)
     if out.suffix != ".onnx":
         raise KwsError(f"--out must name an .onnx file, not {out}")
-    existing = [name for name in _output_names(out, int8) if (out.parent / name).exists()]
+    existing = [path.name for path in _outputs(out, int8) if path.exists()]
     if existing and not overwrite:
         raise KwsError(f"{out.parent} already holds {', '.join(existing)}; export into another folder, or "
                        "pass --force to replace them")
@@ -281,14 +289,14 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | P
         accuracy = _accuracy(window, waveforms, targets)
         labels_file = Path(staging) / "labels.txt"
         labels_file.write_text("\n".join(labels) + "\n")  # for people and for programs that skip the metadata
-        weights = Path(staging) / (out.name.removesuffix(".onnx") + ".pt")
+        weights = sibling(window, ".pt")
         save_checkpoint(weights, {"config": config.to_dict(), "labels": list(labels), "model": model.state_dict(),
                                   "parameter_count": model.parameter_count})  # no optimizer: for eval and export
-        staged = [window, stream, labels_file, weights]  # the names of _output_names
+        staged = [window, stream, labels_file, weights]
         q_window = q_stream = q_accuracy = None
         if int8:
-            q_window = quantize_int8(window, window.with_name(out.name.removesuffix(".onnx") + ".int8.onnx"))
-            q_stream = quantize_int8(stream, stream.with_name(out.name.removesuffix(".onnx") + ".int8" + STREAM_SUFFIX))
+            q_window, q_stream = (quantize_int8(path, sibling(window, suffix))
+                                  for path, suffix in zip((window, stream), INT8_SUFFIXES))
             _point_to_stream(q_window, q_stream.name)
             q_accuracy = _accuracy(q_window, waveforms, targets)
             staged += [q_window, q_stream]
