@@ -149,19 +149,21 @@ def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool) -> tupl
     hook = _Hook(args.on_detect)
     recorder = _Recorder(args.record, recognizer.sample_rate)
     samples = events = 0
+
+    def deliver(audio: np.ndarray) -> int:
+        fired = recognizer.process(audio)
+        for detection in fired:
+            _emit(detection, args.json)
+            hook(detection)
+        return len(fired)
+
     try:
         for chunk in chunks:
             recorder.write(chunk)
             samples += len(chunk)
-            for detection in recognizer.process(chunk):
-                _emit(detection, args.json)
-                hook(detection)
-                events += 1
+            events += deliver(chunk)
         if flush:
-            for detection in recognizer.process(np.zeros(recognizer.sample_rate * FLUSH_MS // 1000, np.float32)):
-                _emit(detection, args.json)
-                hook(detection)
-                events += 1
+            events += deliver(np.zeros(recognizer.sample_rate * FLUSH_MS // 1000, np.float32))
     finally:
         recorder.close()
     return samples / recognizer.sample_rate, events
