@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from kws.checkpoint import atomic_write
 
 SAMPLE_RATE = 16000  # the rate every kws model reads (kws.config.FeatureConfig.sample_rate)
 MAX_S = 1.5  # longer clips are dropped: a keyword window is 1 s, a little over still fits a word
@@ -213,11 +214,8 @@ def _finish(raw_path: Path, v: Variation, out_path: Path) -> str:
     if len(audio) > MAX_S * SAMPLE_RATE:
         return "long"
     audio = audio * (10 ** (v.peak_db / 20) / peak)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # A partly written file must never look like a clip to the loader: it reads only audio suffixes.
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    os.replace(tmp, out_path)
+    # The temporary name ends in .tmp: a partly written file never looks like a clip to the loader.
+    atomic_write(out_path, lambda tmp: sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
     return "ok"
 
 
