@@ -143,7 +143,7 @@ class Recognizer:
         self._info = info
         self._scorer = scorer
         self._step_samples = step_samples
-        self._detector = Detector(info.labels, settings)
+        self._detector = Detector(info.labels, settings, step_samples / info.sample_rate)
         clip_steps = max(1, (info.clip_samples - int(info.stream.get("context_samples", 0))) // step_samples)
         # The window model reads a clip as the max of its step logits; a stream reads the last clip's worth.
         self._readout_steps = clip_steps if (info.readout == "max" and isinstance(scorer, _StreamScorer)) else 1
@@ -156,14 +156,15 @@ class Recognizer:
         `threshold` overrides the model's own thresholds, all keywords alike (its sustained rule stays)."""
         path = Path(path)
         info = read_model_info(path, None)
+        step = int(info.stream.get("step_samples") or info.sample_rate * 30 // 1000)
         try:
             if settings is None:
                 settings = DetectorSettings(**info.detection)
             if threshold is not None:
                 settings = settings.with_threshold(threshold)
-        except ValueError as error:
+            settings.check(info.labels, step / info.sample_rate)
+        except (ValueError, TypeError) as error:
             raise EdgeError(f"detection settings of {path}: {error}") from None
-        step = int(info.stream.get("step_samples") or info.sample_rate * 30 // 1000)
         stream_path = info.stream_path if streaming else None
         if stream_path is not None:
             scorer = _StreamScorer(_session(stream_path), info)
@@ -186,6 +187,11 @@ class Recognizer:
     @property
     def streaming(self) -> bool:
         return isinstance(self._scorer, _StreamScorer)
+
+    @property
+    def step_s(self) -> float:
+        """Seconds of audio per model step: the resolution of event times."""
+        return self._step_samples / self._info.sample_rate
 
     @property
     def dropped_chunks(self) -> int:

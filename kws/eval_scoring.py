@@ -113,6 +113,7 @@ class StepScores:
     probabilities: np.ndarray  # [steps, n_labels]
     seconds: float  # length of the recording
     settings: DetectorSettings  # the model's own detection settings
+    step_s: float  # seconds per model step
 
     @property
     def keywords(self) -> list[str]:
@@ -138,12 +139,12 @@ def run_model(model: str | Path | Recognizer, audio: np.ndarray, progress: bool 
             times.append(time_s)
             probabilities.append(p)
     return StepScores(recognizer.labels, np.array(times), np.array(probabilities),
-                      len(audio) / recognizer.sample_rate, recognizer.settings)
+                      len(audio) / recognizer.sample_rate, recognizer.settings, recognizer.step_s)
 
 
 def detect(scores: StepScores, settings: DetectorSettings) -> list[tuple[str, float]]:
     """(label, time_s) of every event the detector gives on these scores."""
-    detector = Detector(scores.labels, settings)
+    detector = Detector(scores.labels, settings, scores.step_s)
     events = []
     for time_s, p in zip(scores.times_s, scores.probabilities):
         detection = detector.update(p, float(time_s))

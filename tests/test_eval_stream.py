@@ -48,7 +48,7 @@ def _scores(bumps: list[tuple[str, float, float]], seconds: float) -> StepScores
         inside = (times >= time_s) & (times < time_s + 0.3)
         p[inside] = (1 - height) / (len(LABELS) - 1)
         p[inside, LABELS.index(label)] = height
-    return StepScores(LABELS, times, p, seconds, DetectorSettings(0.8, 90.0, 1000.0))
+    return StepScores(LABELS, times, p, seconds, DetectorSettings(0.8, 90.0, 1000.0), STEP_S)
 
 
 def test_detection_on_known_scores_gives_the_expected_counts():
