@@ -176,6 +176,28 @@ def test_bad_models(tmp_path, stream_wav, capsys):
     assert "[batch, 16000]" in _error(capsys)
 
 
+def _with_detection(model: Path, folder: Path, detection: dict) -> Path:
+    """A copy of `model` (and its streaming twin) whose stored detection settings are `detection`."""
+    proto = onnx.load(str(model))
+    for entry in proto.metadata_props:
+        if entry.key == "detection":
+            entry.value = json.dumps({**json.loads(entry.value), **detection})
+    folder.mkdir(exist_ok=True)
+    onnx.save(proto, str(folder / model.name))
+    stream = model.with_name("kws.stream.onnx")
+    (folder / stream.name).write_bytes(stream.read_bytes())
+    return folder / model.name
+
+
+@pytest.mark.parametrize("detection, message", [({"average_ms": 0}, "average_ms must be more than 0"),
+                                                ({"thresholds": {"left": 0.9}}, "not keywords of the model"),
+                                                ({"hold_ms": 5}, "unexpected keyword")])
+def test_stored_settings_that_cannot_work_are_refused_at_load(model, tmp_path, stream_wav, capsys, detection, message):
+    broken = _with_detection(model, tmp_path / "broken", detection)
+    assert main(["--model", str(broken), "--wav", str(stream_wav)]) == 2
+    assert message in _error(capsys)
+
+
 @pytest.mark.parametrize("content", [b"", b"hello, I am text\n", b"RIFF\x24\x00\x00\x00WAVEfmt "])
 def test_bad_audio_files(model, tmp_path, capsys, content):
     path = tmp_path / "bad.wav"

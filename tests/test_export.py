@@ -109,3 +109,11 @@ def test_export_bad_paths(tiny_export, tiny_data, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m.onnx"),
                  "--data", str(tiny_data)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_export_refuses_detection_settings_that_cannot_work(tiny_export, tiny_data, tmp_path, capsys):
+    _, checkpoint = tiny_export
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"),
+                 "--data", str(tiny_data), "--average-ms", "0"]) == 2
+    assert "average_ms must be more than 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
