@@ -3,11 +3,13 @@
     python -m edge.listen                      # default microphone, shipped model
     python -m edge.listen --wav clip.wav --json
     arecord -f S16_LE -r 16000 -c 1 -t raw | python -m edge.listen --stdin
+    python -m edge.listen @options.txt         # arguments from a file, one per line (the service uses this)
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import os
@@ -35,6 +37,7 @@ def default_model() -> Path:
     return beside if beside.is_file() else Path(sys.prefix) / "share" / "kws-edge" / "models" / MODEL_NAME
 CHUNK_MS = 100
 FLUSH_MS = 500  # silence fed after a file ends, so a word in its last moments still completes
+HOOK_WAIT_S = 2.0  # at the end, how long --on-detect programs still running may take to finish
 
 
 log = logging.getLogger(__name__)
@@ -45,26 +48,33 @@ class _Stop(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edge.listen", description="Offline keyword spotting.")
+    p = argparse.ArgumentParser(prog="python -m edge.listen", description="Offline keyword spotting.",
+                                fromfile_prefix_chars="@",
+                                epilog="@FILE reads arguments from FILE, one per line, spaces kept as they are.")
     p.add_argument("--model", type=Path, default=None,
                    help="exported kws window model (default: the shipped models/kws.onnx)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--wav", type=Path, metavar="FILE", help="process a sound file instead of the microphone")
-    source.add_argument("--stdin", action="store_true", help="read raw 16-bit mono PCM at 16 kHz from stdin")
+    source.add_argument("--stdin", action="store_true", help="read raw mono PCM from stdin (see --stdin-format)")
+    p.add_argument("--stdin-rate", type=int, default=None, metavar="HZ",
+                   help="with --stdin: its sample rate (default: the model's, 16000)")
+    p.add_argument("--stdin-format", choices=("s16le", "f32le"), default="s16le",
+                   help="with --stdin: signed 16-bit or 32-bit float samples, little-endian (default: %(default)s)")
     p.add_argument("--realtime", action="store_true", help="with --wav: pace the file at real-time speed")
     p.add_argument("--device", default=None, help="input device number or name (see --list-devices)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--threshold", type=float, default=None,
                    help="score needed to report a keyword at once, 0..1 (default: the model's own thresholds; "
                    "its slower rule for steadily heard words stays)")
-    p.add_argument("--json", action="store_true", help="one JSON object per detection per line")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per detection per line: label, score, time (stream seconds), wall_time")
     p.add_argument("--record", type=Path, default=None, metavar="OUT.wav",
                    help="also save the audio as heard (16 kHz mono), to check a microphone set-up")
     p.add_argument("--window-only", action="store_true", help="ignore the streaming model (slower; for comparison)")
     p.add_argument("--on-detect", metavar="COMMAND", default=None,
                    help="run this program for every detection, e.g. \"/home/pi/bin/lights toggle\"; it runs "
                         "without a shell and gets the event in its environment (KWS_LABEL, KWS_SCORE, KWS_TIME), "
-                        "never on its command line")
+                        "never on its command line; its output goes to stderr")
     return p
 
 
@@ -80,12 +90,18 @@ def _paced(chunks: Iterator[np.ndarray], rate: int) -> Iterator[np.ndarray]:
         yield chunk
 
 
+def printable(text: str) -> str:
+    """Text from a model file, safe to print: control characters (terminal escapes) become '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _emit(detection: Detection, as_json: bool) -> None:
-    if as_json:
+    if as_json:  # json escapes control characters itself
+        wall = datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
         line = json.dumps({"label": detection.label, "score": round(detection.score, 4),
-                           "time": round(detection.time_s, 3)})
+                           "time": round(detection.time_s, 3), "wall_time": wall})
     else:
-        line = f"{detection.time_s:8.2f} s  {detection.label:<10} {detection.score:.2f}"
+        line = f"{detection.time_s:8.2f} s  {printable(detection.label):<10} {detection.score:.2f}"
     print(line, flush=True)
 
 
@@ -93,12 +109,12 @@ class _Hook:
     """--on-detect: a fixed argument list started for each detection, without a shell and without waiting.
 
     The event travels in environment variables only, so no label text can ever become part of a command
-    line. Finished runs are reaped as new events come; a program that cannot start is reported and
-    listening goes on."""
+    line. The program's output goes to stderr, never into the events on stdout. Finished runs are reaped
+    as audio comes; one that fails or cannot start is reported and listening goes on."""
 
     def __init__(self, command: str | None):
         self._argv: list[str] = []
-        self._running: list = []
+        self._running: list[subprocess.Popen] = []
         if command is None:
             return
         try:
@@ -112,13 +128,30 @@ class _Hook:
     def __call__(self, detection: Detection) -> None:
         if not self._argv:
             return
-        self._running = [p for p in self._running if p.poll() is None]
-        env = {**os.environ, "KWS_LABEL": detection.label, "KWS_SCORE": f"{detection.score:.4f}",
+        self.reap()
+        env = {**os.environ, "KWS_LABEL": printable(detection.label), "KWS_SCORE": f"{detection.score:.4f}",
                "KWS_TIME": f"{detection.time_s:.3f}"}
         try:
-            self._running.append(subprocess.Popen(self._argv, env=env, stdin=subprocess.DEVNULL, shell=False))
-        except OSError as error:
+            self._running.append(subprocess.Popen(self._argv, env=env, stdin=subprocess.DEVNULL,
+                                                  stdout=sys.__stderr__.fileno(), shell=False))
+        except (OSError, ValueError) as error:
             log.warning("--on-detect: could not start %s: %s", self._argv[0], error)
+
+    def reap(self, wait_s: float = 0.0) -> None:
+        """Collect finished runs (no zombies), waiting up to `wait_s` for those still running; report those
+        that failed."""
+        deadline = time.monotonic() + wait_s
+        still = []
+        for process in self._running:
+            try:
+                code = process.wait(max(0.0, deadline - time.monotonic())) if wait_s else process.poll()
+            except subprocess.TimeoutExpired:
+                code = None
+            if code is None:
+                still.append(process)
+            elif code != 0:
+                log.warning("--on-detect: %s exited with code %d", self._argv[0], code)
+        self._running = still
 
 
 class _Recorder:
@@ -162,10 +195,12 @@ def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool) -> tupl
             recorder.write(chunk)
             samples += len(chunk)
             events += deliver(chunk)
+            hook.reap()
         if flush:
             events += deliver(np.zeros(recognizer.sample_rate * FLUSH_MS // 1000, np.float32))
     finally:
         recorder.close()
+        hook.reap(wait_s=HOOK_WAIT_S)
     return samples / recognizer.sample_rate, events
 
 
@@ -183,6 +218,8 @@ def run(args) -> int:
     if args.list_devices:
         print(list_devices())
         return 0
+    if not args.stdin and (args.stdin_rate is not None or args.stdin_format != "s16le"):
+        raise EdgeError("--stdin-rate and --stdin-format describe --stdin input; add --stdin")
     recognizer = Recognizer.from_onnx(args.model or default_model(), threshold=args.threshold,
                                       streaming=not args.window_only)
     rate = recognizer.sample_rate
@@ -191,22 +228,24 @@ def run(args) -> int:
         chunks = file_chunks(args.wav, rate, chunk)
         _summary(*_listen(args, recognizer, _paced(chunks, rate) if args.realtime else chunks, flush=True))
     elif args.stdin:
-        _summary(*_listen(args, recognizer, stdin_chunks(rate, chunk), flush=True))
+        _summary(*_listen(args, recognizer, stdin_chunks(rate, chunk, source_rate=args.stdin_rate,
+                                                         sample_format=args.stdin_format), flush=True))
     else:
         with Microphone(rate, _device(args.device)) as microphone:
-            print(f"listening on {microphone.device_name} ({microphone.device_rate} Hz) for "
-                  f"{', '.join(l for l in recognizer.labels if not l.startswith('_'))}; Ctrl+C stops",
+            print(f"listening on {printable(microphone.device_name)} ({microphone.device_rate} Hz) for "
+                  f"{printable(', '.join(l for l in recognizer.labels if not l.startswith('_')))}; Ctrl+C stops",
                   file=sys.stderr, flush=True)
             try:
-                _listen(args, recognizer, microphone.chunks(), flush=False)
+                _listen(args, recognizer, microphone.chunks(on_reopen=recognizer.skip), flush=False)
             finally:
                 if microphone.overflows:
-                    print(f"{microphone.overflows} input overflow(s): audio was dropped", file=sys.stderr)
+                    print(f"{microphone.overflows} input overflow(s): {microphone.lost_s:.2f} s of audio lost "
+                          "in all (counted in stream time)", file=sys.stderr)
                 if microphone.interruptions:
                     print(f"the microphone was lost and reopened {microphone.interruptions} time(s)",
                           file=sys.stderr)
-    if recognizer.dropped_chunks:
-        print(f"{recognizer.dropped_chunks} chunk(s) with NaN/inf samples were dropped", file=sys.stderr)
+    if recognizer.bad_chunks:
+        print(f"{recognizer.bad_chunks} chunk(s) with NaN/inf samples were heard as silence", file=sys.stderr)
     return 0
 
 

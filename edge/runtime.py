@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.detect import Detection, Detector, DetectorSettings
-from edge.errors import EdgeError
+from edge.errors import EdgeError, Throttled
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,11 @@ class _StreamScorer:
         self._buffer = np.zeros(self._context, np.float32)  # as if the stream began after silence
         self._h = self._c = np.zeros(self._state_shape, np.float32)
 
+    @property
+    def pending_samples(self) -> int:
+        """Samples heard but not yet part of a step."""
+        return len(self._buffer) - self._context
+
     def push(self, audio: np.ndarray) -> list[np.ndarray]:
         """New samples in; logits [n_labels] of every LSTM step they complete out."""
         self._buffer = np.concatenate([self._buffer, audio])
@@ -113,6 +118,10 @@ class _WindowScorer:
         self._window = np.zeros(self._clip, np.float32)
         self._pending = np.zeros(0, np.float32)
 
+    @property
+    def pending_samples(self) -> int:
+        return len(self._pending)
+
     def push(self, audio: np.ndarray) -> list[np.ndarray]:
         self._pending = np.concatenate([self._pending, audio])
         out = []
@@ -121,6 +130,22 @@ class _WindowScorer:
             self._pending = self._pending[self._step:]
             out.append(self._session.run(["logits"], {"audio": self._window[None]})[0][0])
         return out
+
+
+def mono_float32(chunk) -> np.ndarray:
+    """A chunk as float32 mono samples. Takes float32/float64 in [-1, 1] or int16 PCM (scaled by 1/32768),
+    1-D or with one channel ([n, 1]); refuses anything else rather than guess."""
+    audio = np.asarray(chunk)
+    if audio.ndim == 2 and 1 in audio.shape:
+        audio = audio.reshape(-1)
+    if audio.ndim != 1:
+        raise EdgeError(f"audio must be mono: a 1-D array of samples (or [n, 1]), not shape {audio.shape}; "
+                        "pick or mix the channels first")
+    if audio.dtype == np.int16:
+        return audio.astype(np.float32) / 32768.0
+    if audio.dtype in (np.float32, np.float64):
+        return audio.astype(np.float32, copy=False)
+    raise EdgeError(f"audio must be float32/float64 in [-1, 1] or int16 PCM, not {audio.dtype}")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -132,11 +157,13 @@ class Recognizer:
     """Streaming keyword recognizer.
 
     >>> recognizer = Recognizer.from_onnx("models/kws.onnx")
-    >>> for chunk in chunks:  # float32 mono at recognizer.sample_rate, any length
+    >>> for chunk in chunks:  # mono at recognizer.sample_rate, float in [-1, 1] or int16, any length
     ...     for detection in recognizer.process(chunk):
     ...         print(detection.label, detection.time_s)
 
     Results do not depend on how the audio is cut into chunks: audio is consumed in fixed model steps.
+    `time_s` counts every sample fed, and every second passed to `skip()` for audio that was lost, so it
+    stays true to the stream.
     """
 
     def __init__(self, info: ModelInfo, scorer, step_samples: int, settings: DetectorSettings):
@@ -144,6 +171,7 @@ class Recognizer:
         self._scorer = scorer
         self._step_samples = step_samples
         self._detector = Detector(info.labels, settings, step_samples / info.sample_rate)
+        self._bad_chunk, self._loud_chunk = Throttled(log), Throttled(log)
         clip_steps = max(1, (info.clip_samples - int(info.stream.get("context_samples", 0))) // step_samples)
         # The window model reads a clip as the max of its step logits; a stream reads the last clip's worth.
         self._readout_steps = clip_steps if (info.readout == "max" and isinstance(scorer, _StreamScorer)) else 1
@@ -194,28 +222,47 @@ class Recognizer:
         return self._step_samples / self._info.sample_rate
 
     @property
-    def dropped_chunks(self) -> int:
-        return self._dropped
+    def bad_chunks(self) -> int:
+        """Chunks that held NaN or infinite samples (each was heard as silence)."""
+        return self._bad
 
     @property
     def seconds_processed(self) -> float:
-        return self._steps * self._step_samples / self._info.sample_rate
+        """Stream time at the end of the last whole model step: the clock of `Detection.time_s`."""
+        return self._skipped_s + self._steps * self._step_samples / self._info.sample_rate
 
     def reset(self) -> None:
         """Forget all audio heard so far; time starts again at zero."""
+        self._skipped_s = 0.0
+        self._bad = 0
+        self._start_afresh()
+
+    def _start_afresh(self) -> None:
         self._scorer.reset()
         self._detector.reset()
         self._recent_logits: deque[np.ndarray] = deque(maxlen=self._readout_steps)
         self._steps = 0
-        self._dropped = 0
 
-    def scores(self, chunk: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    def skip(self, seconds: float) -> None:
+        """Audio that was lost (a microphone reopened after a failure): the clock moves on by its length
+        and listening starts afresh, as after silence, so no word is pieced together across the gap."""
+        if not seconds >= 0:
+            raise ValueError(f"skip() takes seconds >= 0, not {seconds}")
+        self._skipped_s = self.seconds_processed + self._scorer.pending_samples / self._info.sample_rate + seconds
+        self._start_afresh()
+
+    def scores(self, chunk) -> list[tuple[float, np.ndarray]]:
         """(time_s, class probabilities) for every model step this chunk completes, before detection."""
-        audio = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        audio = mono_float32(chunk)
         if not np.isfinite(audio).all():
-            self._dropped += 1
-            log.warning("dropped a chunk of %d samples holding NaN or infinite values", len(audio))
-            return []
+            # A glitch, not a reason to stop: heard as silence of the same length, so time stays true.
+            self._bad += 1
+            self._bad_chunk.warn(f"a chunk of {len(audio)} samples held NaN or infinite values; "
+                                 "it was replaced by silence")
+            audio = np.zeros(len(audio), np.float32)
+        elif len(audio) and np.abs(audio).max() > 2.0:
+            self._loud_chunk.warn(f"float audio should lie in [-1, 1], this chunk peaks at {np.abs(audio).max():.4g}: "
+                                  "is it integer PCM passed as float?")
         out = []
         for logits in self._scorer.push(audio):
             self._steps += 1
@@ -223,8 +270,9 @@ class Recognizer:
             out.append((self.seconds_processed, _softmax(np.max(self._recent_logits, axis=0))))
         return out
 
-    def process(self, chunk: np.ndarray) -> list[Detection]:
-        """Feed float32 mono audio at `sample_rate` (any length); returns the events it completes."""
+    def process(self, chunk) -> list[Detection]:
+        """Feed mono audio at `sample_rate`, any length: float32/float64 in [-1, 1] or int16 PCM, 1-D or
+        [n, 1]. Returns the events it completes. Other shapes and types raise EdgeError."""
         detections = []
         for time_s, probabilities in self.scores(chunk):
             detection = self._detector.update(probabilities, time_s)

@@ -7,15 +7,16 @@ file gives (44.1 kHz, 48 kHz, ...) with soxr, which keeps state across chunks so
 from __future__ import annotations
 
 import logging
-import queue
 import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, Throttled
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +94,33 @@ def file_chunks(path: str | Path, rate: int, chunk_samples: int) -> Iterator[np.
         yield tail
 
 
-def stdin_chunks(rate: int, chunk_samples: int, stream: BinaryIO | None = None) -> Iterator[np.ndarray]:
-    """Raw signed 16-bit little-endian mono PCM at `rate`, e.g. `arecord -f S16_LE -r 16000 -c 1 -t raw`."""
+STDIN_FORMATS = {"s16le": "<i2", "f32le": "<f4"}  # arecord's S16_LE and FLOAT_LE
+
+
+def stdin_chunks(rate: int, chunk_samples: int, stream: BinaryIO | None = None, source_rate: int | None = None,
+                 sample_format: str = "s16le") -> Iterator[np.ndarray]:
+    """Raw mono PCM from stdin as chunks at `rate`: signed 16-bit ("s16le") or 32-bit float ("f32le")
+    little-endian samples at `source_rate` (default `rate`), e.g. `arecord -f S16_LE -r 16000 -c 1 -t raw`."""
+    if sample_format not in STDIN_FORMATS:
+        raise EdgeError(f"unknown stdin sample format {sample_format!r}; use one of {', '.join(STDIN_FORMATS)}")
+    if source_rate is not None and not 1000 <= source_rate <= 384000:
+        raise EdgeError(f"stdin sample rate {source_rate} Hz is not a sample rate; give one like 16000 or 48000")
+    dtype = np.dtype(STDIN_FORMATS[sample_format])
     stream = stream or sys.stdin.buffer
+    resample = _Resampler(source_rate or rate, rate)
     leftover = b""
     while True:
-        data = stream.read(2 * chunk_samples)
+        data = stream.read(dtype.itemsize * chunk_samples)
         if not data:
             break
         data = leftover + data
-        usable = len(data) - len(data) % 2
+        usable = len(data) - len(data) % dtype.itemsize
         leftover = data[usable:]
-        yield np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+        samples = np.frombuffer(data[:usable], dtype=dtype).astype(np.float32)
+        yield resample(samples / 32768.0 if dtype.kind == "i" else samples)
+    tail = resample(np.zeros(0, np.float32), last=True)
+    if len(tail):
+        yield tail
 
 
 def _sounddevice():
@@ -124,19 +140,34 @@ class Microphone:
     """A live input device as chunks at `rate`. Use as a context manager; the stream closes on exit.
 
     The device runs at 16 kHz when it can, else at its own default rate (44.1/48 kHz) and is resampled.
-    Overflows (audio the program was too slow to take) are counted, not fatal. A device that stops
-    delivering audio or disappears (a USB microphone pulled out, an audio server restarted) is reopened
-    with growing pauses between tries, until it is back.
+    Audio lost on the way is reported on stderr as it happens (at most one line per 10 s) and still
+    counted, so that stream time stays true: blocks dropped because the program fell more than
+    `max_latency_s` behind (the oldest go first, which keeps latency bounded) and PortAudio overflows
+    come out as silence of the same length. A device that stops delivering audio or disappears (a USB
+    microphone pulled out, an audio server restarted) is reopened with growing pauses between tries,
+    until it is back; the time it was away goes to `on_reopen(seconds)` of `chunks()` if given (the
+    listener passes `Recognizer.skip`, which also starts the model afresh), else it too comes out as
+    silence.
     """
 
     def __init__(self, rate: int, device: int | str | None = None, block_ms: int = 50, stall_s: float = 5.0,
-                 device_rate: int | None = None, retry_s: tuple[float, float] = (0.5, 10.0)):
+                 device_rate: int | None = None, retry_s: tuple[float, float] = (0.5, 10.0),
+                 max_latency_s: float = 2.0):
         self._rate, self._device, self._block_ms, self._stall_s = rate, device, block_ms, stall_s
         self._forced_rate = device_rate  # open the device at this rate instead (e.g. a 48 kHz-only card)
         self._retry_s = retry_s  # first and longest pause between tries to reopen a lost device
-        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=200)
+        # Blocks, and counts of samples lost between them, in the order they happened; shared by the audio
+        # thread and the reader.
+        self._pending: deque[np.ndarray | int] = deque()
+        self._pending_blocks = 0
+        self._max_blocks = max(1, int(1000 * max_latency_s) // block_ms)
+        self._ready = threading.Condition()
+        self._next_adc_s: float | None = None  # where the next block should start on the device clock
+        self._last_audio_s = time.monotonic()
+        self._report = Throttled(log)
         self._stream = None
-        self.overflows = 0
+        self.overflows = 0  # PortAudio input overflows and blocks dropped from a full queue
+        self.lost_s = 0.0  # seconds of audio lost to both, as far as they could be measured
         self.interruptions = 0  # times the device was lost and reopened
         self.device_rate: int | None = None
         self.device_name: str | None = None
@@ -159,17 +190,57 @@ class Microphone:
                               blocksize=self.device_rate * self._block_ms // 1000, callback=self._callback)
 
     def _callback(self, indata, frames, time_info, status) -> None:
+        """Runs on the audio thread: never blocks for long, never raises."""
+        lost = 0
+        adc_s = getattr(time_info, "inputBufferAdcTime", 0.0) or 0.0
         if status.input_overflow:
             self.overflows += 1
-        try:
-            self._queue.put_nowait(indata[:, 0].copy())
-        except queue.Full:  # the consumer is stuck; dropping is better than blocking the audio thread
+            # the device clock says how much went missing, where the host API fills it in (else unknown)
+            if adc_s and self._next_adc_s is not None:
+                lost = max(0, int(round((adc_s - self._next_adc_s) * self.device_rate)))
+        self._next_adc_s = adc_s + frames / self.device_rate if adc_s else None
+        with self._ready:
+            if lost:
+                self._pending.append(lost)
+            self._pending.append(indata[:, 0].copy())
+            self._pending_blocks += 1
+            if self._pending_blocks > self._max_blocks:
+                self._drop_oldest()
+            self._ready.notify()
+        self._last_audio_s = time.monotonic()
+
+    def _drop_oldest(self) -> None:
+        """The reader fell behind: the oldest block becomes a count of lost samples, so latency stays
+        bounded and the newest audio is kept."""
+        lost = 0
+        while True:
+            item = self._pending.popleft()
+            if isinstance(item, int):
+                lost += item
+                continue
+            lost += len(item)
+            self._pending_blocks -= 1
             self.overflows += 1
+            break
+        if self._pending and isinstance(self._pending[0], int):
+            lost += self._pending.popleft()
+        self._pending.appendleft(lost)
+
+    def _next(self, timeout_s: float) -> np.ndarray | int | None:
+        with self._ready:
+            if not self._ready.wait_for(lambda: self._pending, timeout_s):
+                return None
+            item = self._pending.popleft()
+            if not isinstance(item, int):
+                self._pending_blocks -= 1
+            return item
 
     def _start(self) -> None:
         sd = _sounddevice()
         try:
             self._stream = self._open()
+            self._next_adc_s = None  # a new stream, a new device clock
+            self._last_audio_s = time.monotonic()
             self._stream.start()
         except sd.PortAudioError as error:
             self._close()
@@ -196,8 +267,9 @@ class Microphone:
         self.interruptions += 1
         log.warning("%s; reopening it", reason)
         self._close()
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        with self._ready:  # audio from before the loss: counted as lost with the gap
+            self._pending.clear()
+            self._pending_blocks = 0
         pause = self._retry_s[0]
         while True:
             try:
@@ -209,20 +281,34 @@ class Microphone:
             time.sleep(pause)
             pause = min(2 * pause, self._retry_s[1])
 
-    def chunks(self) -> Iterator[np.ndarray]:
+    def _silence(self, lost_samples: int) -> np.ndarray:
+        seconds = lost_samples / self.device_rate
+        self.lost_s += seconds
+        self._report.warn(f"{seconds:.2f} s of audio lost (input overflow or the program fell behind; "
+                          f"{self.overflows} so far); counted as silence")
+        return np.zeros(int(round(seconds * self._rate)), np.float32)
+
+    def chunks(self, on_reopen: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
         resample = _Resampler(self.device_rate, self._rate)
         waited = 0.0
         poll = min(0.2, self._stall_s)
         while True:
-            try:
-                block = self._queue.get(timeout=poll)
-            except queue.Empty:
+            item = self._next(poll)
+            if item is None:
                 waited += poll
                 lost = self._stream is None or not self._stream.active
                 if lost or waited >= self._stall_s:
+                    gone_since = self._last_audio_s
                     self._reopen("the microphone stopped" if lost else
                                  f"the microphone delivered no audio for {self._stall_s:g} s")
                     resample, waited = _Resampler(self.device_rate, self._rate), 0.0
+                    gap_s = max(0.0, time.monotonic() - gone_since)
+                    self.lost_s += gap_s
+                    if on_reopen is not None:
+                        on_reopen(gap_s)
+                    else:
+                        for start in range(0, int(gap_s * self._rate), self._rate):
+                            yield np.zeros(min(self._rate, int(gap_s * self._rate) - start), np.float32)
                 continue
             waited = 0.0
-            yield resample(block)
+            yield self._silence(item) if isinstance(item, int) else resample(item)

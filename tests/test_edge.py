@@ -1,5 +1,6 @@
 """The device runtime on a small exported model: chunking, files, stdin, bad input, no torch."""
 
+import datetime
 import json
 import subprocess
 import sys
@@ -75,21 +76,80 @@ def test_window_only_fallback_hears_the_same_words(model):
     assert {d.label for d in _feed(window, audio, [1600])} == streamed
 
 
-def test_nan_chunk_is_dropped_and_stream_goes_on(model):
+def test_a_bad_chunk_is_heard_as_silence_and_time_stays_true(model, caplog):
+    """A chunk holding NaN is reported and heard as silence of its length: the words after it fire at
+    the same times as in the same audio with real silence there."""
+    audio, _ = tone_stream(WORDS, 9.0)
+    audio[int(2.2 * RATE):int(2.5 * RATE)] = 0.0  # between "yes" and "stop"
+    broken = audio.copy()
+    broken[int(2.2 * RATE):int(2.5 * RATE)] = np.nan
+    recognizer = Recognizer.from_onnx(model, threshold=0.5)
+    reference = _feed(recognizer, audio, [int(0.1 * RATE)])
+    assert len(reference) >= 2
+    assert _feed(recognizer, broken, [int(0.1 * RATE)]) == reference
+    assert recognizer.bad_chunks == 3 and recognizer.seconds_processed == pytest.approx(9.0, abs=0.03)
+    assert "replaced by silence" in caplog.text
+    assert len([r for r in caplog.records if "NaN" in r.getMessage()]) == 1  # one line, not one per chunk
+
+
+def test_int16_and_one_channel_arrays_give_the_same_words(model):
+    audio, _ = tone_stream(WORDS, 9.0)
+    pcm = np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    recognizer = Recognizer.from_onnx(model, threshold=0.5)
+    reference = _feed(recognizer, pcm.astype(np.float32) / 32768, [1600])
+    assert len(reference) >= 2
+    assert _feed(recognizer, pcm, [1600]) == reference
+    assert _feed(recognizer, pcm.astype(np.float64) / 32768, [1600]) == reference
+    assert _feed(recognizer, (pcm.astype(np.float32) / 32768)[:, None], [1600]) == reference
+
+
+@pytest.mark.parametrize("chunk, message", [
+    (np.zeros((1600, 2), np.float32), r"mono.*shape \(1600, 2\)"),
+    (np.zeros(1600, np.int32), "not int32"),
+    (np.zeros(1600, np.uint8), "not uint8"),
+    (np.array(["a", "b"]), "not <U1"),
+])
+def test_audio_of_another_shape_or_type_is_refused(model, chunk, message):
+    with pytest.raises(EdgeError, match=message):
+        Recognizer.from_onnx(model).process(chunk)
+
+
+def test_integer_pcm_passed_as_float_is_reported(model, caplog):
     recognizer = Recognizer.from_onnx(model)
-    assert recognizer.process(np.full(1000, np.nan, np.float32)) == []
-    assert recognizer.process(np.array([0.0, np.inf], np.float32)) == []
-    assert recognizer.dropped_chunks == 2
-    recognizer.process(np.zeros(4800, np.float32))
-    assert recognizer.seconds_processed == pytest.approx(0.3)
+    recognizer.process(np.full(1600, 12000.0, np.float32))
+    assert "is it integer PCM passed as float" in caplog.text
 
 
-def test_listen_wav_json(model, stream_wav, capsys):
+def test_skip_moves_the_clock_on_and_starts_afresh(model):
+    """Audio lost in a gap: events after it carry their true times, and nothing heard before the gap
+    carries over into the model's state."""
+    audio, _ = tone_stream(WORDS, 9.0)
+    split = int(3.0 * RATE)  # a whole number of steps, in the silence after "yes"
+    recognizer = Recognizer.from_onnx(model, threshold=0.5)
+    fresh = _feed(recognizer, audio[split:], [1600])
+    assert fresh
+    recognizer.reset()
+    before = recognizer.process(audio[:split])
+    recognizer.skip(5.0)
+    after = recognizer.process(audio[split:])
+    assert before and [d.label for d in after] == [d.label for d in fresh]
+    assert [d.time_s for d in after] == pytest.approx([d.time_s + 8.0 for d in fresh])
+    assert recognizer.seconds_processed == pytest.approx(8.0 + len(audio[split:]) / RATE, abs=0.03)
+
+
+def test_listen_wav_json_gives_the_words_at_their_times(model, stream_wav, capsys):
     assert main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5"]) == 0
     out = capsys.readouterr()
     events = [json.loads(line) for line in out.out.splitlines()]
-    assert events and all(set(e) == {"label", "score", "time"} for e in events)
-    assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+    assert all(set(e) == {"label", "score", "time", "wall_time"} for e in events)
+    keywords = [(word, start_s) for word, start_s in WORDS if word != "happy"]
+    assert [e["label"] for e in events] == [word for word, _ in keywords]
+    for event, (word, start_s) in zip(events, keywords):  # a tone word lasts 0.5 s
+        assert start_s < event["time"] <= start_s + 1.5, (word, event)
+        assert 0.5 <= event["score"] <= 1.0
+    walls = [datetime.datetime.fromisoformat(e["wall_time"]) for e in events]
+    assert walls == sorted(walls) and all(w.tzinfo is not None for w in walls)
+    assert abs((walls[0] - datetime.datetime.now().astimezone()).total_seconds()) < 60
     assert f"{len(events)} event(s)" in out.err
 
 
@@ -132,13 +192,42 @@ def test_runs_with_torch_unimportable(model, stream_wav):
     assert [json.loads(line)["label"] for line in result.stdout.splitlines()]
 
 
+def _events(lines: str) -> list[tuple[str, float]]:
+    return [(e["label"], e["time"]) for e in map(json.loads, lines.splitlines())]
+
+
+def _stdin(model, data: bytes, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.listen", "--model", str(model), "--stdin", "--json",
+                           "--threshold", "0.5", *args], input=data, capture_output=True, cwd=ROOT, timeout=120)
+
+
 def test_stdin_raw_pcm(model, stream_wav, capsys):
     audio, _ = sf.read(stream_wav, dtype="int16")
-    result = subprocess.run([sys.executable, "-m", "edge.listen", "--model", str(model), "--stdin", "--json",
-                             "--threshold", "0.5"], input=audio.tobytes(), capture_output=True, cwd=ROOT, timeout=120)
+    result = _stdin(model, audio.tobytes())
     assert result.returncode == 0, result.stderr
     main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5"])
-    assert result.stdout.decode().splitlines() == capsys.readouterr().out.splitlines()
+    reference = _events(capsys.readouterr().out)
+    assert len(reference) >= 2 and _events(result.stdout.decode()) == reference
+
+
+def test_stdin_at_another_rate_and_format(model, stream_wav, capsys):
+    """48 kHz float samples on stdin, declared with --stdin-rate and --stdin-format: the same words."""
+    main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5"])
+    reference = [label for label, _ in _events(capsys.readouterr().out)]
+    audio, _ = sf.read(stream_wav, dtype="float32")
+    import soxr
+
+    high = soxr.resample(audio, RATE, 48000).astype("<f4")
+    result = _stdin(model, high.tobytes(), "--stdin-rate", "48000", "--stdin-format", "f32le")
+    assert result.returncode == 0, result.stderr
+    assert [label for label, _ in _events(result.stdout.decode())] == reference
+    assert "9.0 s of audio processed" in result.stderr.decode()
+
+
+def test_stdin_options_need_stdin(model, stream_wav, capsys):
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--stdin-rate", "48000"]) == 2
+    assert "add --stdin" in _error(capsys)
+    assert _stdin(model, b"", "--stdin-rate", "7").returncode == 2
 
 
 def _error(capsys) -> str:
@@ -176,17 +265,21 @@ def test_bad_models(tmp_path, stream_wav, capsys):
     assert "[batch, 16000]" in _error(capsys)
 
 
-def _with_detection(model: Path, folder: Path, detection: dict) -> Path:
-    """A copy of `model` (and its streaming twin) whose stored detection settings are `detection`."""
+def _with_metadata(model: Path, folder: Path, key: str, change) -> Path:
+    """A copy of `model` (and its streaming twin) with metadata entry `key` replaced by change(its value)."""
     proto = onnx.load(str(model))
     for entry in proto.metadata_props:
-        if entry.key == "detection":
-            entry.value = json.dumps({**json.loads(entry.value), **detection})
+        if entry.key == key:
+            entry.value = change(entry.value)
     folder.mkdir(exist_ok=True)
     onnx.save(proto, str(folder / model.name))
     stream = model.with_name("kws.stream.onnx")
     (folder / stream.name).write_bytes(stream.read_bytes())
     return folder / model.name
+
+
+def _with_detection(model: Path, folder: Path, detection: dict) -> Path:
+    return _with_metadata(model, folder, "detection", lambda value: json.dumps({**json.loads(value), **detection}))
 
 
 @pytest.mark.parametrize("detection, message", [({"average_ms": 0}, "average_ms must be more than 0"),
@@ -286,3 +379,50 @@ def test_on_detect_runs_a_fixed_argument_list_with_the_event_in_its_environment(
 def test_on_detect_program_must_exist(model, stream_wav, capsys):
     assert main(["--model", str(model), "--wav", str(stream_wav), "--on-detect", "/no/such/program"]) == 2
     assert "not found" in _error(capsys)
+
+
+def test_hook_output_stays_off_stdout_and_a_failing_hook_is_reported(model, stream_wav, tmp_path):
+    script = tmp_path / "noisy.py"
+    script.write_text("#!" + sys.executable + "\nprint('HOOK SAYS HELLO')\nraise SystemExit(3)\n")
+    script.chmod(0o755)
+    result = subprocess.run([sys.executable, "-m", "edge.listen", "--model", str(model), "--wav", str(stream_wav),
+                             "--json", "--threshold", "0.5", "--on-detect", str(script)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]  # every stdout line is an event
+    assert len(events) == 3
+    assert result.stderr.count("HOOK SAYS HELLO") == 3
+    assert result.stderr.count("exited with code 3") == 3
+
+
+def _zombie_children() -> list[int]:
+    import os
+
+    zombies = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            zombies.append(int(stat.parent.name))
+    return zombies
+
+
+def test_hooks_are_reaped(model, stream_wav, tmp_path, capsys):
+    log_file = tmp_path / "events.txt"
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--threshold", "0.5",
+                 "--on-detect", f"{_hook_script(tmp_path)} {log_file}"]) == 0
+    assert len(log_file.read_text().splitlines()) == 3  # all ran to the end before main returned
+    assert _zombie_children() == []
+
+
+def test_labels_from_the_model_are_printed_without_control_characters(model, stream_wav, tmp_path, capsys):
+    escape = "\x1b[2J\x1b[31m"
+    tricky = _with_metadata(model, tmp_path / "tricky", "labels",
+                            lambda value: json.dumps([l + escape if l == "yes" else l for l in json.loads(value)]))
+    assert main(["--model", str(tricky), "--wav", str(stream_wav), "--threshold", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "yes?[2J?[31m" in out and "\x1b" not in out
+    assert main(["--model", str(tricky), "--wav", str(stream_wav), "--threshold", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["label"] == "yes" + escape  # JSON escapes it

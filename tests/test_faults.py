@@ -66,9 +66,9 @@ class _FakeDevice:
         return _FakeStream(self, callback, blocksize)
 
 
-def _take(microphone: Microphone, count: int, timeout_s: float = 10.0) -> list[np.ndarray]:
+def _take(microphone: Microphone, count: int, timeout_s: float = 10.0, on_reopen=None) -> list[np.ndarray]:
     out, started = [], time.monotonic()
-    for chunk in microphone.chunks():
+    for chunk in microphone.chunks(on_reopen):
         out.append(chunk)
         if len(out) == count or time.monotonic() - started > timeout_s:
             return out
@@ -80,15 +80,80 @@ def test_a_lost_microphone_is_reopened_with_backoff_and_audio_resumes(monkeypatc
     device = _FakeDevice(lives=[3, 4], missing_opens={2, 3}, stays_active=stays_active)
     monkeypatch.setattr(edge.sources, "_sounddevice", lambda: device)
     caplog.set_level(logging.WARNING, logger="edge.sources")
+    gaps = []
     with Microphone(16000, stall_s=0.3, retry_s=(0.01, 0.02)) as microphone:
-        chunks = _take(microphone, 7)
+        chunks = _take(microphone, 7, on_reopen=gaps.append)
     assert [int(c[0]) for c in chunks] == [1, 2, 3, 4, 5, 6, 7]  # every block, in order, across the gap
     assert microphone.interruptions == 1 and microphone.overflows == 1
+    assert len(gaps) == 1 and 0.02 < gaps[0] < 5  # the time away, for Recognizer.skip
     assert device.opens == 4 and device.closed == 2  # two failed tries, then back; closed on exit
     messages = [r.getMessage() for r in caplog.records]
     assert any("reopening" in m for m in messages)
     assert sum("still no microphone" in m for m in messages) == 2
     assert any("microphone back" in m for m in messages)
+
+
+def test_without_a_reopen_handler_the_time_away_comes_out_as_silence(monkeypatch):
+    device = _FakeDevice(lives=[2, 2], missing_opens={2})
+    monkeypatch.setattr(edge.sources, "_sounddevice", lambda: device)
+    started = time.monotonic()
+    with Microphone(16000, stall_s=0.3, retry_s=(0.05, 0.05)) as microphone:
+        chunks = _take(microphone, 4)
+        while int(chunks[-1][0]) != 3:  # silence for the gap, then the blocks of the second life
+            chunks += _take(microphone, 1)
+    silence = sum(len(c) for c in chunks if not c.any()) / 16000
+    assert [int(c[0]) for c in chunks if c.any()] == [1, 2, 3]
+    assert 0.05 < silence <= time.monotonic() - started
+
+
+class _ThreadedStream(_FakeStream):
+    """Delivers its blocks from a thread of its own, as PortAudio's audio thread does, as fast as it can."""
+
+    def start(self):
+        import threading
+
+        self.active = True
+
+        def run():
+            for _ in range(self._device.lives.pop(0)):
+                self._device.sent += 1
+                block = np.full((self._blocksize, 1), self._device.sent, np.float32)
+                self._callback(block, self._blocksize, SimpleNamespace(inputBufferAdcTime=0.0),
+                               SimpleNamespace(input_overflow=False))
+            self._device.done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+
+
+def test_a_reader_that_falls_behind_loses_the_oldest_audio_and_time_stays_true(monkeypatch, caplog):
+    import threading
+
+    device = _FakeDevice(lives=[100], stays_active=True)
+    device.done = threading.Event()
+    device.InputStream = lambda callback, blocksize, **kwargs: _ThreadedStream(device, callback, blocksize)
+    monkeypatch.setattr(edge.sources, "_sounddevice", lambda: device)
+    caplog.set_level(logging.WARNING, logger="edge.sources")
+    with Microphone(16000, block_ms=50, max_latency_s=0.5) as microphone:  # room for 10 blocks of 800
+        assert device.done.wait(10)  # the reader was busy while 100 blocks came
+        chunks = _take(microphone, 11)
+    assert sum(len(c) for c in chunks) == 100 * 800  # every sample is accounted for
+    assert not chunks[0].any() and len(chunks[0]) == 90 * 800  # the 90 oldest blocks, as silence
+    assert [int(c[0]) for c in chunks[1:]] == list(range(91, 101))  # the newest 10, in order
+    assert microphone.overflows == 90 and microphone.lost_s == pytest.approx(4.5)
+    assert sum("audio lost" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_overflow_measured_on_the_device_clock_becomes_silence(monkeypatch):
+    device = _FakeDevice(lives=[1], stays_active=True)
+    monkeypatch.setattr(edge.sources, "_sounddevice", lambda: device)
+    with Microphone(16000) as microphone:
+        block = np.ones((800, 1), np.float32)
+        ok, overflow = SimpleNamespace(input_overflow=False), SimpleNamespace(input_overflow=True)
+        microphone._callback(block, 800, SimpleNamespace(inputBufferAdcTime=10.0), ok)
+        microphone._callback(block, 800, SimpleNamespace(inputBufferAdcTime=10.3), overflow)  # 0.25 s missing
+        chunks = _take(microphone, 4)
+    assert [len(c) for c in chunks] == [800, 800, 4000, 800]  # the fake's own block, ours, the loss, ours
+    assert not chunks[2].any() and microphone.lost_s == pytest.approx(0.25)
 
 
 def test_no_microphone_at_start_is_still_an_error(monkeypatch):
@@ -151,4 +216,4 @@ def test_minutes_of_audio_keep_memory_flat_and_lose_no_chunk():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "growth +" in result.stdout and result.stdout.strip().endswith("OK")
-    assert "dropped a chunk" in result.stderr  # the broken chunks were reported, and the run went on
+    assert "replaced by silence" in result.stderr  # the broken chunks were reported, and the run went on
