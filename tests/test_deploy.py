@@ -25,14 +25,48 @@ def test_unit_runs_unprivileged_in_the_audio_group_and_restarts():
     assert service["IPAddressDeny"] == "any"  # the runtime needs no network
 
 
-def test_unit_command_line_hears_a_clip(tmp_path):
-    clip = next((ROOT / "tests" / "data" / "clips").glob("yes_*.flac"))
-    command = service_command = _service()["ExecStart"]
+def _write_args(path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The installer's own function that writes the service's arguments file."""
+    script = f"source {shlex.quote(str(ROOT / 'tools' / 'install_service.sh'))} && write_args \"$@\""
+    return subprocess.run(["bash", "-c", script, "write_args", str(path), *args], capture_output=True, text=True)
+
+
+def _service_command(args_file: Path) -> list[str]:
+    """ExecStart as systemd splits it (no shell, no variables left), pointed at this checkout."""
+    command = _service()["ExecStart"]
+    assert "$" not in command  # nothing for systemd to split or expand
     command = command.replace("/opt/kws-edge/venv/bin/python", sys.executable)
     command = command.replace("/opt/kws-edge/models", str(ROOT / "models"))
-    command = command.replace("$KWS_ARGS", f"--wav {shlex.quote(str(clip))}")
-    assert "edge.listen" in service_command and "--json" in service_command
-    result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    command = command.replace("@/etc/kws-listen.args", "@" + str(args_file))
+    return shlex.split(command)
+
+
+def test_unit_command_line_hears_a_clip_with_arguments_holding_spaces_and_quotes(tmp_path):
+    """What the installer is given reaches edge.listen intact, through the same file and parsing the
+    service uses: a hook with spaces and quotes in its arguments runs with exactly those arguments."""
+    clip = next((ROOT / "tests" / "data" / "clips").glob("yes_*.flac"))
+    hook = tmp_path / "my hook.py"
+    hook.write_text("#!" + sys.executable + "\nimport json, sys\n"
+                    "open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))\n")
+    hook.chmod(0o755)
+    seen = tmp_path / "seen.json"
+    on_detect = shlex.join([str(hook), str(seen), "lights toggle", "it's \"on\""])
+    args_file = tmp_path / "kws-listen.args"
+    written = _write_args(args_file, "--wav", str(clip), "--on-detect", on_detect)
+    assert written.returncode == 0, written.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    result = subprocess.run(_service_command(args_file), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert [json.loads(line)["label"] for line in result.stdout.splitlines()] == ["yes"]
+    assert json.loads(seen.read_text()) == ["lights toggle", "it's \"on\""]
 
+
+def test_no_arguments_and_arguments_the_service_cannot_pass(tmp_path):
+    args_file = tmp_path / "kws-listen.args"
+    assert _write_args(args_file).returncode == 0 and args_file.read_text() == ""
+    result = subprocess.run(_service_command(args_file) + ["--list-devices"], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    refused = _write_args(args_file, "--on-detect", "two\nlines")
+    assert refused.returncode == 2 and "line break" in refused.stderr
+    assert args_file.read_text() == ""  # the previous file is left as it was

@@ -2,15 +2,41 @@
 # Install edge.listen as a systemd service on a Raspberry Pi (64-bit Pi OS) or any Debian machine:
 #
 #   sudo tools/install_service.sh                       # default microphone
-#   sudo tools/install_service.sh --device 2 --threshold 0.85
+#   sudo tools/install_service.sh --device 2 --threshold 0.85 --on-detect "/home/pi/bin/lights toggle"
 #
 # Creates the system user "kws" (group audio), a venv in /opt/kws-edge with only the edge extra (no
-# PyTorch), a copy of models/, /etc/default/kws-listen holding the extra edge.listen arguments given here,
+# PyTorch), a copy of models/, /etc/kws-listen.args holding the extra edge.listen arguments given here
+# (one per line, read by edge.listen as @/etc/kws-listen.args, so spaces and quotes arrive as given),
 # and the unit tools/kws-listen.service; then enables and starts it. Run it again to update.
 set -euo pipefail
+ARGS_FILE=/etc/kws-listen.args
+
+# check_args ARG...: one argument per line can carry anything but a line break
+check_args() {
+    local arg
+    for arg in "$@"; do
+        case $arg in *$'\n'*)
+            echo "install_service.sh: an argument holds a line break, which the service cannot pass: $arg" >&2
+            return 2;;
+        esac
+    done
+}
+
+# write_args FILE ARG...: the arguments one per line, written to a temporary name and renamed
+write_args() {
+    local file=$1
+    shift
+    check_args "$@" || return
+    if [ $# -gt 0 ]; then printf '%s\n' "$@" > "$file.tmp"; else : > "$file.tmp"; fi
+    chmod 0644 "$file.tmp" && mv "$file.tmp" "$file"
+}
+
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0  # sourced (by the tests): the functions only
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PREFIX=/opt/kws-edge
 [ "$(id -u)" -eq 0 ] || { echo "install_service.sh: run it as root (sudo)" >&2; exit 2; }
+check_args "$@" || exit 2  # before anything is installed
 
 dpkg -s python3-venv libportaudio2 >/dev/null 2>&1 || apt-get install -y python3-venv libportaudio2
 id kws >/dev/null 2>&1 || useradd --system --user-group --home-dir /nonexistent --shell /usr/sbin/nologin kws
@@ -24,7 +50,8 @@ rm -rf "$PREFIX/models" && mv "$PREFIX/models.new" "$PREFIX/models"
 # the service must not be able to change its own code or model
 chown -R root:root "$PREFIX" && chmod -R go-w "$PREFIX"
 
-printf 'KWS_ARGS="%s"\n' "$*" > /etc/default/kws-listen
+write_args "$ARGS_FILE" "$@"
+rm -f /etc/default/kws-listen  # where versions before the arguments file kept them
 install -m 0644 "$ROOT/tools/kws-listen.service" /etc/systemd/system/kws-listen.service
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
