@@ -32,6 +32,7 @@ class ModelInfo:
     readout: str  # how per-step logits become a clip's logits: "max" over the last clip, or "last"
     stream: dict  # file, context_samples, step_samples, steps, state_shape
     detection: dict  # default DetectorSettings fields chosen for this model
+    weights_id: str | None = None  # hash of the weights, the same in the streaming twin
 
     @property
     def stream_path(self) -> Path | None:
@@ -63,7 +64,8 @@ def read_model_info(path: str | Path, session=None) -> ModelInfo:
         labels = tuple(json.loads(meta["labels"]))
         info = ModelInfo(path, labels, int(meta["sample_rate"]), int(meta["clip_samples"]),
                          json.loads(meta.get("config", "{}")).get("model", {}).get("readout", "last"),
-                         json.loads(meta.get("stream", "{}")), json.loads(meta.get("detection", "{}")))
+                         json.loads(meta.get("stream", "{}")), json.loads(meta.get("detection", "{}")),
+                         meta.get("weights_id"))
     except (KeyError, ValueError, TypeError) as error:
         raise EdgeError(f"{path} lacks kws metadata ({error}); export it with `kws export`") from None
     inputs = session.get_inputs()
@@ -71,6 +73,15 @@ def read_model_info(path: str | Path, session=None) -> ModelInfo:
         raise EdgeError(f"{path} takes {[(i.name, i.shape) for i in inputs]}, not audio "
                         f"[batch, {info.clip_samples}]: is it a kws window model?")
     return info
+
+
+def _check_pair(info: ModelInfo, stream: Path, stream_session) -> None:
+    """Refuse a streaming model from another export than its window model (a stale or half-replaced
+    pair): both carry the hash of the weights they were exported from."""
+    stream_id = stream_session.get_modelmeta().custom_metadata_map.get("weights_id")
+    if info.weights_id != stream_id:
+        raise EdgeError(f"{stream.name} does not belong to {info.path.name} (weights {stream_id} and "
+                        f"{info.weights_id}): they come from different exports; export the model again")
 
 
 class _StreamScorer:
@@ -195,7 +206,9 @@ class Recognizer:
             raise EdgeError(f"detection settings of {path}: {error}") from None
         stream_path = info.stream_path if streaming else None
         if stream_path is not None:
-            scorer = _StreamScorer(_session(stream_path), info)
+            session = _session(stream_path)
+            _check_pair(info, stream_path, session)
+            scorer = _StreamScorer(session, info)
         else:
             scorer = _WindowScorer(_session(path), info, step)
         return cls(info, scorer, step, settings)

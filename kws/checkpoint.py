@@ -15,8 +15,19 @@ from kws.model import KeywordLSTM
 FORMAT = "kws-checkpoint-1"
 
 
+def fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to the disk, so a power cut cannot leave a renamed but empty
+    file behind."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename over `path`: readers see the old file or the new, never half."""
+    """Call write(tmp_path), then rename over `path`: readers see the old file or the new, never half,
+    even after a power cut (both the file and the rename are flushed to the disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -25,7 +36,9 @@ def atomic_write(path: Path, write) -> None:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared models unreadable to others
     try:
         write(Path(tmp))
+        fsync(Path(tmp))
         os.replace(tmp, path)
+        fsync(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

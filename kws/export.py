@@ -10,6 +10,7 @@ Streaming model (same weights, O(chunk) per call):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,12 +24,16 @@ import torch
 from torch import nn
 
 import kws
-from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint, save_checkpoint
+from kws.checkpoint import atomic_write, fsync, load_checkpoint, model_from_checkpoint, save_checkpoint
 from kws.config import Config
 from kws.errors import KwsError
 from kws.model import KeywordLSTM, clip_logits_from_frames, stack_frames
 
 TOLERANCE = 1e-3
+# Dynamic int8 quantization moves logits by up to ~0.3 on the shipped model (measured on 400 validation
+# clips); a broken quantization moves them by whole units and flips labels.
+INT8_TOLERANCE = 1.0
+INT8_MISMATCH_SHARE = 0.01
 STREAM_SUFFIX = ".stream.onnx"
 
 
@@ -70,11 +75,22 @@ class StreamGraph(nn.Module):
         return self.model.head(hidden), h, c
 
 
+def weights_id(model: KeywordLSTM) -> str:
+    """A hash of the weights: written into both files of an export, so the runtime can tell a window model
+    and a streaming model from different exports apart."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def metadata(config: Config, labels: tuple[str, ...], model: KeywordLSTM, layout: StreamLayout,
              stream_file: str, detection: dict | None = None) -> dict[str, str]:
     """Everything the device needs, as ONNX metadata_props (string values; JSON where structured)."""
     state_shape = [config.model.num_layers, 1, config.model.hidden_size]
     return {
+        "weights_id": weights_id(model),
         "labels": json.dumps(list(labels)),
         "sample_rate": str(config.features.sample_rate),
         "clip_samples": str(config.features.clip_samples),
@@ -133,11 +149,18 @@ class Parity:
     argmax_mismatches: int
     stream_clips: int
     max_stream_diff: float  # streaming ONNX fed in chunks vs PyTorch per-step logits
+    tolerance: float = TOLERANCE
+    mismatch_share: float = 0.0  # of clips allowed another label than PyTorch's
 
     @property
     def ok(self) -> bool:
-        return (self.max_logit_diff <= TOLERANCE and self.argmax_mismatches == 0
-                and self.max_stream_diff <= TOLERANCE)
+        return (self.max_logit_diff <= self.tolerance and self.max_stream_diff <= self.tolerance
+                and self.argmax_mismatches <= self.mismatch_share * self.clips)
+
+    def describe(self) -> str:
+        return (f"on {self.clips} validation clips: max |logit diff| {self.max_logit_diff:.2e}, "
+                f"{self.argmax_mismatches} argmax mismatches; streamed in chunks ({self.stream_clips} clips): "
+                f"max diff {self.max_stream_diff:.2e} (limit {self.tolerance:g})")
 
 
 def onnx_session(path: Path):
@@ -167,8 +190,8 @@ def run_stream(session, layout: StreamLayout, state_shape, audio: np.ndarray) ->
 
 
 def verify(model: KeywordLSTM, config: Config, window_path: Path, stream_path: Path, waveforms: torch.Tensor,
-           stream_clips: int = 32) -> Parity:
-    """Compare both ONNX models with PyTorch on real clips."""
+           stream_clips: int = 32, tolerance: float | None = None, mismatch_share: float = 0.0) -> Parity:
+    """Compare both ONNX models with PyTorch on real clips; `tolerance` on logits, default TOLERANCE."""
     with torch.no_grad():
         frames = model(waveforms)  # [clips, steps, n_labels]
     expected = clip_logits_from_frames(frames, config.model).numpy()
@@ -188,6 +211,8 @@ def verify(model: KeywordLSTM, config: Config, window_path: Path, stream_path: P
         argmax_mismatches=int((window.argmax(1) != expected.argmax(1)).sum()),
         stream_clips=n_stream,
         max_stream_diff=stream_diff,
+        tolerance=TOLERANCE if tolerance is None else tolerance,
+        mismatch_share=mismatch_share,
     )
 
 
@@ -228,17 +253,16 @@ class ExportReport:
     int8: Path | None = None
     int8_stream: Path | None = None
     int8_accuracy: float | None = None
+    int8_parity: Parity | None = None
 
     def summary(self) -> str:
-        p = self.parity
         lines = [f"window model  {self.window} ({self.window.stat().st_size / 1024:.0f} KiB)",
                  f"stream model  {self.stream} ({self.stream.stat().st_size / 1024:.0f} KiB)",
-                 f"parity on {p.clips} validation clips: max |logit diff| {p.max_logit_diff:.2e}, "
-                 f"{p.argmax_mismatches} argmax mismatches; streamed in chunks ({p.stream_clips} clips): "
-                 f"max diff {p.max_stream_diff:.2e} (limit {TOLERANCE:g})",
+                 f"parity {self.parity.describe()}",
                  f"validation accuracy (ONNX, float): {100 * self.accuracy:.2f}%"]
         if self.int8 is not None:
             lines.append(f"int8 models   {self.int8} ({self.int8.stat().st_size / 1024:.0f} KiB), {self.int8_stream}")
+            lines.append(f"int8 parity {self.int8_parity.describe()}")
             lines.append(f"validation accuracy (ONNX, int8):  {100 * self.int8_accuracy:.2f}% "
                          f"({100 * (self.int8_accuracy - self.accuracy):+.2f} points)")
         return "\n".join(lines)
@@ -285,29 +309,37 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | P
         window, stream = export_models(model, config, labels, Path(staging) / out.name, stream_steps, detection)
         parity = verify(model, config, window, stream, waveforms[:verify_clips])
         if not parity.ok:
-            raise KwsError(f"exported model disagrees with PyTorch: {parity}; nothing was written")
+            raise KwsError(f"exported model disagrees with PyTorch: {parity.describe()}; nothing was written")
         accuracy = _accuracy(window, waveforms, targets)
         labels_file = Path(staging) / "labels.txt"
         labels_file.write_text("\n".join(labels) + "\n")  # for people and for programs that skip the metadata
         weights = sibling(window, ".pt")
         save_checkpoint(weights, {"config": config.to_dict(), "labels": list(labels), "model": model.state_dict(),
                                   "parameter_count": model.parameter_count})  # no optimizer: for eval and export
-        staged = [window, stream, labels_file, weights]
-        q_window = q_stream = q_accuracy = None
+        # streaming models before window models: a crash between two renames leaves a window model with a
+        # streaming twin of another export, which the runtime refuses by their weights_id
+        staged = [stream, labels_file, weights, window]
+        q_window = q_stream = q_accuracy = q_parity = None
         if int8:
             q_window, q_stream = (quantize_int8(path, sibling(window, suffix))
                                   for path, suffix in zip((window, stream), INT8_SUFFIXES))
             _point_to_stream(q_window, q_stream.name)
+            q_parity = verify(model, config, q_window, q_stream, waveforms[:verify_clips],
+                              tolerance=INT8_TOLERANCE, mismatch_share=INT8_MISMATCH_SHARE)
             q_accuracy = _accuracy(q_window, waveforms, targets)
-            staged += [q_window, q_stream]
+            if not q_parity.ok:
+                raise KwsError(f"int8 copies disagree with PyTorch: {q_parity.describe()}; nothing was written")
+            staged = [q_stream, stream, labels_file, weights, q_window, window]
         for path in staged:
+            fsync(path)
             os.replace(path, out.parent / path.name)
+        fsync(out.parent)
 
     def placed(path: Path | None) -> Path | None:
         return None if path is None else out.parent / path.name
 
     return ExportReport(placed(window), placed(stream), parity, accuracy, placed(q_window), placed(q_stream),
-                        q_accuracy)
+                        q_accuracy, q_parity)
 
 
 def update_metadata(path: Path, change) -> None:

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -63,7 +64,17 @@ def test_int8_copies(tiny_export):
     ops = {node.op_type for node in onnx.load(str(report.int8)).graph.node}
     assert "DynamicQuantizeLSTM" in ops or "MatMulInteger" in ops
     assert "STFT" in ops  # the front end stays float
-    assert 0.0 <= report.int8_accuracy <= 1.0
+    assert _meta(report.int8)["weights_id"] == _meta(report.int8_stream)["weights_id"] == _meta(report.window)["weights_id"]
+    assert report.int8_parity.ok and report.int8_parity.max_logit_diff > 0  # compared, and really quantized
+    assert abs(report.int8_accuracy - report.accuracy) <= 0.05
+
+
+def test_int8_copies_that_disagree_write_nothing(tiny_export, tiny_data, tmp_path, monkeypatch):
+    _, checkpoint = tiny_export
+    monkeypatch.setattr(kws.export, "INT8_TOLERANCE", 1e-6)
+    with pytest.raises(kws.export.KwsError, match="int8 copies disagree"):
+        export_checkpoint(checkpoint, tmp_path / "m" / "kws.onnx", tiny_data, int8=True, verify_clips=8)
+    assert not [p for p in (tmp_path / "m").iterdir()]
 
 
 def test_export_that_disagrees_writes_nothing(tiny_export, tiny_data, tmp_path, monkeypatch):
@@ -117,3 +128,32 @@ def test_export_refuses_detection_settings_that_cannot_work(tiny_export, tiny_da
                  "--data", str(tiny_data), "--average-ms", "0"]) == 2
     assert "average_ms must be more than 0" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_streaming_model_from_another_export_is_refused(tiny_export, tiny_data, tmp_path):
+    """A stale or half-replaced pair: the window model of one export beside the streaming model of another."""
+    from edge import EdgeError, Recognizer
+
+    report, checkpoint = tiny_export
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, tmp_path / "other.pt")
+    other = export_checkpoint(tmp_path / "other.pt", tmp_path / "other" / "kws.onnx", tiny_data, verify_clips=8)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(report.window, mixed / "kws.onnx")
+    shutil.copy(other.stream, mixed / "kws.stream.onnx")
+    with pytest.raises(EdgeError, match="kws.stream.onnx does not belong to kws.onnx"):
+        Recognizer.from_onnx(mixed / "kws.onnx")
+    shutil.copy(report.stream, mixed / "kws.stream.onnx")
+    assert Recognizer.from_onnx(mixed / "kws.onnx").streaming
+
+
+def test_atomic_write_flushes_the_file_and_the_rename(tmp_path, monkeypatch):
+    import kws.checkpoint
+
+    flushed = []
+    real = kws.checkpoint.os.fsync
+    monkeypatch.setattr(kws.checkpoint.os, "fsync", lambda fd: (flushed.append(fd), real(fd)))
+    kws.checkpoint.atomic_write(tmp_path / "f.bin", lambda tmp: tmp.write_bytes(b"data"))
+    assert (tmp_path / "f.bin").read_bytes() == b"data" and len(flushed) == 2  # the file, then its folder

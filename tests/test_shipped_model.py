@@ -88,3 +88,38 @@ def test_long_recording_reports_each_keyword_once_at_the_right_time(tmp_path):
 def test_stays_quiet_on_a_sentence_without_commands():
     """15 s of a read sentence by a LibriSpeech speaker that no training run hears: no event at all."""
     assert _listen("--wav", str(SPEECH / "1688-142285-0000.opus")) == []
+
+
+def test_streaming_runtime_equals_one_pytorch_pass_over_a_long_recording():
+    """kws_streaming's check, at the runtime level: the real 15 s sentence plus two commands fed to
+    Recognizer in random chunk sizes gives, at every step, the probabilities the PyTorch model computes
+    over the whole recording in one pass (state carried across every chunk)."""
+    import torch
+
+    from edge import Recognizer
+    from edge.sources import file_chunks
+    from kws.checkpoint import load_checkpoint, model_from_checkpoint
+
+    sentence = np.concatenate(list(file_chunks(SPEECH / "1688-142285-0000.opus", RATE, RATE)))
+    audio = np.concatenate([_clip("yes")[1], sentence, _clip("stop")[1]]).astype(np.float32)
+    recognizer = Recognizer.from_onnx(MODEL)
+    rng = np.random.default_rng(3)
+    steps, start = [], 0
+    while start < len(audio):
+        size = int(rng.integers(1, 4000))
+        steps += recognizer.scores(audio[start:start + size])
+        start += size
+
+    model, config, _ = model_from_checkpoint(load_checkpoint(ROOT / "models" / "kws.pt"))
+    context = np.zeros(config.features.fft_samples - config.features.hop_samples, np.float32)
+    with torch.no_grad():  # the runtime starts as if after silence: `context` zeros before the audio
+        logits = model(torch.from_numpy(np.concatenate([context, audio]))[None])[0].numpy()
+    readout = config.features.frames(config.features.clip_samples) // config.model.frame_stack
+    assert len(steps) == len(logits) == len(audio) // round(recognizer.step_s * RATE)
+    worst = 0.0
+    for i, (time_s, probabilities) in enumerate(steps):
+        pooled = logits[max(0, i + 1 - readout): i + 1].max(axis=0)  # the "max" readout over the last clip
+        expected = np.exp(pooled - pooled.max()) / np.exp(pooled - pooled.max()).sum()
+        worst = max(worst, float(np.abs(probabilities - expected).max()))
+        assert time_s == pytest.approx((i + 1) * recognizer.step_s)
+    assert worst < 1e-3, worst
