@@ -8,6 +8,7 @@ the same number of steps wherever the stream starts.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections import deque
 from dataclasses import dataclass
 from typing import Mapping
@@ -22,6 +23,13 @@ class Detection:
     label: str
     score: float  # smoothed probability of the label when the event fired, 0..1
     time_s: float  # seconds from the start of the stream to the end of the model step that fired it
+
+    def to_dict(self, **extra) -> dict:
+        """JSON-ready fields, as every way out of the runtime reports an event; `wall_time` is the local
+        time, with its offset, at which it is reported."""
+        wall = datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
+        return {"label": self.label, "score": round(self.score, 4), "time": round(self.time_s, 3),
+                "wall_time": wall, **extra}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
@@ -75,7 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run this program for every detection, e.g. \"/home/pi/bin/lights toggle\"; it runs "
                         "without a shell and gets the event in its environment (KWS_LABEL, KWS_SCORE, KWS_TIME), "
                         "never on its command line; its output goes to stderr")
+    add_mqtt_arguments(p)
     return p
+
+
+def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("MQTT", "publish every event to a broker as well (see edge/mqtt.py for topics)")
+    group.add_argument("--mqtt-url", metavar="URL", default=None, help="the broker, e.g. mqtt://localhost:1883")
+    group.add_argument("--mqtt-topic", metavar="PREFIX", default="kws",
+                       help="topic prefix: events go to PREFIX/NAME/detection (default: %(default)s)")
+    group.add_argument("--mqtt-credentials", metavar="FILE", type=Path, default=None,
+                       help="user name on the first line, password on the second (default: the environment's "
+                            "KWS_MQTT_USERNAME and KWS_MQTT_PASSWORD, if set)")
+    group.add_argument("--name", default=None, help="this listener's name in topics and events (default: the host name)")
+
+
+def mqtt_publisher(args):
+    """The MQTT publisher the arguments ask for, or None."""
+    if args.mqtt_url is None:
+        return None
+    from edge.mqtt import MqttPublisher
+
+    return MqttPublisher(args.mqtt_url, args.mqtt_topic, args.name, args.mqtt_credentials)
 
 
 def _device(value: str | None) -> int | str | None:
@@ -97,9 +117,7 @@ def printable(text: str) -> str:
 
 def _emit(detection: Detection, as_json: bool) -> None:
     if as_json:  # json escapes control characters itself
-        wall = datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
-        line = json.dumps({"label": detection.label, "score": round(detection.score, 4),
-                           "time": round(detection.time_s, 3), "wall_time": wall})
+        line = json.dumps(detection.to_dict())
     else:
         line = f"{detection.time_s:8.2f} s  {printable(detection.label):<10} {detection.score:.2f}"
     print(line, flush=True)
@@ -177,7 +195,7 @@ class _Recorder:
             self._file = None
 
 
-def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool) -> tuple[float, int]:
+def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool, mqtt=None) -> tuple[float, int]:
     """Runs the recognizer over the chunks; returns (seconds of audio heard, events)."""
     hook = _Hook(args.on_detect)
     recorder = _Recorder(args.record, recognizer.sample_rate)
@@ -188,6 +206,8 @@ def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool) -> tupl
         for detection in fired:
             _emit(detection, args.json)
             hook(detection)
+            if mqtt is not None:
+                mqtt.publish(detection)
         return len(fired)
 
     try:
@@ -211,9 +231,26 @@ def _summary(seconds: float, events: int) -> None:
     print(f"edge.listen: {seconds:.1f} s of audio processed, {heard}", file=sys.stderr)
 
 
+def _listen_to_microphone(args, recognizer, mqtt) -> None:
+    from edge.sources import Microphone
+
+    with Microphone(recognizer.sample_rate, _device(args.device)) as microphone:
+        print(f"listening on {printable(microphone.device_name)} ({microphone.device_rate} Hz) for "
+              f"{printable(', '.join(l for l in recognizer.labels if not l.startswith('_')))}; Ctrl+C stops",
+              file=sys.stderr, flush=True)
+        try:
+            _listen(args, recognizer, microphone.chunks(on_reopen=recognizer.skip), False, mqtt)
+        finally:
+            if microphone.overflows:
+                print(f"{microphone.overflows} input overflow(s): {microphone.lost_s:.2f} s of audio lost "
+                      "in all (counted in stream time)", file=sys.stderr)
+            if microphone.interruptions:
+                print(f"the microphone was lost and reopened {microphone.interruptions} time(s)", file=sys.stderr)
+
+
 def run(args) -> int:
     from edge.runtime import Recognizer
-    from edge.sources import Microphone, file_chunks, list_devices, stdin_chunks
+    from edge.sources import file_chunks, list_devices, stdin_chunks
 
     if args.list_devices:
         print(list_devices())
@@ -224,26 +261,19 @@ def run(args) -> int:
                                       streaming=not args.window_only)
     rate = recognizer.sample_rate
     chunk = rate * CHUNK_MS // 1000
-    if args.wav is not None:
-        chunks = file_chunks(args.wav, rate, chunk)
-        _summary(*_listen(args, recognizer, _paced(chunks, rate) if args.realtime else chunks, flush=True))
-    elif args.stdin:
-        _summary(*_listen(args, recognizer, stdin_chunks(rate, chunk, source_rate=args.stdin_rate,
-                                                         sample_format=args.stdin_format), flush=True))
-    else:
-        with Microphone(rate, _device(args.device)) as microphone:
-            print(f"listening on {printable(microphone.device_name)} ({microphone.device_rate} Hz) for "
-                  f"{printable(', '.join(l for l in recognizer.labels if not l.startswith('_')))}; Ctrl+C stops",
-                  file=sys.stderr, flush=True)
-            try:
-                _listen(args, recognizer, microphone.chunks(on_reopen=recognizer.skip), flush=False)
-            finally:
-                if microphone.overflows:
-                    print(f"{microphone.overflows} input overflow(s): {microphone.lost_s:.2f} s of audio lost "
-                          "in all (counted in stream time)", file=sys.stderr)
-                if microphone.interruptions:
-                    print(f"the microphone was lost and reopened {microphone.interruptions} time(s)",
-                          file=sys.stderr)
+    mqtt = mqtt_publisher(args)
+    try:
+        if args.wav is not None:
+            chunks = file_chunks(args.wav, rate, chunk)
+            _summary(*_listen(args, recognizer, _paced(chunks, rate) if args.realtime else chunks, True, mqtt))
+        elif args.stdin:
+            chunks = stdin_chunks(rate, chunk, source_rate=args.stdin_rate, sample_format=args.stdin_format)
+            _summary(*_listen(args, recognizer, chunks, True, mqtt))
+        else:
+            _listen_to_microphone(args, recognizer, mqtt)
+    finally:
+        if mqtt is not None:
+            mqtt.close()
     if recognizer.bad_chunks:
         print(f"{recognizer.bad_chunks} chunk(s) with NaN/inf samples were heard as silence", file=sys.stderr)
     return 0

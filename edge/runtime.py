@@ -33,6 +33,7 @@ class ModelInfo:
     stream: dict  # file, context_samples, step_samples, steps, state_shape
     detection: dict  # default DetectorSettings fields chosen for this model
     weights_id: str | None = None  # hash of the weights, the same in the streaming twin
+    version: str | None = None  # the exporter's "kws-edge X.Y.Z"
 
     @property
     def stream_path(self) -> Path | None:
@@ -65,7 +66,7 @@ def read_model_info(path: str | Path, session=None) -> ModelInfo:
         info = ModelInfo(path, labels, int(meta["sample_rate"]), int(meta["clip_samples"]),
                          json.loads(meta.get("config", "{}")).get("model", {}).get("readout", "last"),
                          json.loads(meta.get("stream", "{}")), json.loads(meta.get("detection", "{}")),
-                         meta.get("weights_id"))
+                         meta.get("weights_id"), meta.get("model_version"))
     except (KeyError, ValueError, TypeError) as error:
         raise EdgeError(f"{path} lacks kws metadata ({error}); export it with `kws export`") from None
     inputs = session.get_inputs()
@@ -88,7 +89,7 @@ class _StreamScorer:
     """The streaming model: carries `context` samples and the LSTM state from call to call."""
 
     def __init__(self, session, info: ModelInfo):
-        self._session = session
+        self._session, self._info = session, info
         self._context = int(info.stream["context_samples"])
         self._advance = int(info.stream["step_samples"]) * int(info.stream["steps"])
         self._state_shape = tuple(info.stream["state_shape"])
@@ -102,6 +103,9 @@ class _StreamScorer:
     def pending_samples(self) -> int:
         """Samples heard but not yet part of a step."""
         return len(self._buffer) - self._context
+
+    def fresh(self) -> _StreamScorer:
+        return _StreamScorer(self._session, self._info)
 
     def push(self, audio: np.ndarray) -> list[np.ndarray]:
         """New samples in; logits [n_labels] of every LSTM step they complete out."""
@@ -120,7 +124,7 @@ class _WindowScorer:
     """Fallback without a streaming model: the window model on the last clip, once per step."""
 
     def __init__(self, session, info: ModelInfo, step_samples: int):
-        self._session = session
+        self._session, self._info = session, info
         self._clip = info.clip_samples
         self._step = step_samples
         self.reset()
@@ -132,6 +136,9 @@ class _WindowScorer:
     @property
     def pending_samples(self) -> int:
         return len(self._pending)
+
+    def fresh(self) -> _WindowScorer:
+        return _WindowScorer(self._session, self._info, self._step)
 
     def push(self, audio: np.ndarray) -> list[np.ndarray]:
         self._pending = np.concatenate([self._pending, audio])
@@ -213,6 +220,12 @@ class Recognizer:
             scorer = _WindowScorer(_session(path), info, step)
         return cls(info, scorer, step, settings)
 
+    def fresh(self) -> Recognizer:
+        """Another recognizer of the same model and settings with its own state, as if just loaded. The
+        ONNX sessions are shared (onnxruntime runs them from many threads; all state is in the inputs), so
+        one more listener costs kilobytes, not another model in memory."""
+        return Recognizer(self._info, self._scorer.fresh(), self._step_samples, self.settings)
+
     @property
     def sample_rate(self) -> int:
         return self._info.sample_rate
@@ -220,6 +233,11 @@ class Recognizer:
     @property
     def labels(self) -> tuple[str, ...]:
         return self._info.labels
+
+    @property
+    def model_version(self) -> str | None:
+        """Which kws-edge exported the model, from its metadata."""
+        return self._info.version
 
     @property
     def settings(self) -> DetectorSettings:

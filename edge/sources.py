@@ -21,7 +21,7 @@ from edge.errors import EdgeError, Throttled
 log = logging.getLogger(__name__)
 
 
-class _Resampler:
+class Resampler:
     """Streaming resampler to `rate`; a pass-through when the rates already match."""
 
     def __init__(self, source_rate: int, rate: int):
@@ -83,7 +83,7 @@ def file_chunks(path: str | Path, rate: int, chunk_samples: int) -> Iterator[np.
         raise EdgeError(f"cannot read audio file {path}: {error}") from None
     if info.channels > 1:
         log.warning("%s has %d channels; mixing them down to mono", path, info.channels)
-    resample = _Resampler(info.samplerate, rate)
+    resample = Resampler(info.samplerate, rate)
     try:
         for block in blocks:
             yield resample(_mono(block))
@@ -107,7 +107,7 @@ def stdin_chunks(rate: int, chunk_samples: int, stream: BinaryIO | None = None, 
         raise EdgeError(f"stdin sample rate {source_rate} Hz is not a sample rate; give one like 16000 or 48000")
     dtype = np.dtype(STDIN_FORMATS[sample_format])
     stream = stream or sys.stdin.buffer
-    resample = _Resampler(source_rate or rate, rate)
+    resample = Resampler(source_rate or rate, rate)
     leftover = b""
     while True:
         data = stream.read(dtype.itemsize * chunk_samples)
@@ -289,7 +289,7 @@ class Microphone:
         return np.zeros(int(round(seconds * self._rate)), np.float32)
 
     def chunks(self, on_reopen: Callable[[float], None] | None = None) -> Iterator[np.ndarray]:
-        resample = _Resampler(self.device_rate, self._rate)
+        resample = Resampler(self.device_rate, self._rate)
         waited = 0.0
         poll = min(0.2, self._stall_s)
         while True:
@@ -301,7 +301,7 @@ class Microphone:
                     gone_since = self._last_audio_s
                     self._reopen("the microphone stopped" if lost else
                                  f"the microphone delivered no audio for {self._stall_s:g} s")
-                    resample, waited = _Resampler(self.device_rate, self._rate), 0.0
+                    resample, waited = Resampler(self.device_rate, self._rate), 0.0
                     gap_s = max(0.0, time.monotonic() - gone_since)
                     self.lost_s += gap_s
                     if on_reopen is not None:

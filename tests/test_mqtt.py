@@ -1,0 +1,241 @@
+"""MQTT output through a real Mosquitto broker on loopback, started and stopped by the tests."""
+
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+paho = pytest.importorskip("paho.mqtt.client")
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIPS = ROOT / "tests" / "data" / "clips"
+RATE = 16000
+MOSQUITTO = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="needs Debian's mosquitto (the README's test command installs it)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """mosquitto on 127.0.0.1 only, with a config of our own; `restart()` stops and starts it on the same port."""
+
+    def __init__(self, folder: Path, users: dict[str, str] | None = None):
+        self.port = _free_port()
+        # as root, mosquitto would switch to the user "mosquitto", who cannot read our temporary folder
+        config = [f"listener {self.port} 127.0.0.1", "persistence false", f"user {getpass.getuser()}"]
+        if users:
+            passwords = folder / "passwords"
+            passwords.touch(mode=0o600)
+            for user, password in users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
+            config += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            config += ["allow_anonymous true"]
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text("\n".join(config) + "\n")
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+class Subscriber:
+    """Collects every message under kws/ (retained ones too), re-subscribing after a broker restart."""
+
+    def __init__(self, broker: Broker, username: str | None = None, password: str | None = None):
+        self.messages: list[tuple[str, str, bool]] = []
+        self._lock = threading.RLock()
+        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        if username:
+            self._client.username_pw_set(username, password)
+        self._client.on_connect = lambda client, *args: client.subscribe("kws/#", qos=1)
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(0.2, 1)
+        self._client.connect("127.0.0.1", broker.port)
+        self._client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._lock:
+            self.messages.append((message.topic, message.payload.decode(), bool(message.retain)))
+
+    def wait_for(self, predicate, timeout_s: float = 20.0):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                found = [m for m in self.messages if predicate(m)]
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"no such message in {self.messages}")
+
+    def detections(self) -> list[dict]:
+        with self._lock:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith("/detection")]
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    broker = Broker(tmp_path)
+    yield broker
+    broker.stop()
+
+
+def _clip(word: str) -> np.ndarray:
+    (path,) = CLIPS.glob(f"{word}_*.flac")
+    return sf.read(path, dtype="float32")[0]
+
+
+def _pcm(words: list[str]) -> bytes:
+    silence = np.zeros(RATE, np.float32)
+    audio = np.concatenate([silence] + [part for w in words for part in (_clip(w), silence)])
+    return np.round(audio * 32767).astype("<i2").tobytes()
+
+
+def _listen(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edge.listen", "--json", "--name", "testbox", *args], cwd=ROOT,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def test_events_arrive_as_json_with_availability(broker, tmp_path):
+    subscriber = Subscriber(broker)
+    wav = tmp_path / "words.wav"
+    sf.write(wav, np.frombuffer(_pcm(["yes", "stop"]), "<i2"), RATE, subtype="PCM_16")
+    listener = _listen("--wav", str(wav), "--mqtt-url", broker.url)
+    out, err = listener.communicate(timeout=120)
+    assert listener.returncode == 0, err
+    subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "offline")
+    events = subscriber.detections()
+    assert [e["label"] for e in events] == ["yes", "stop"]
+    assert [e["label"] for e in map(json.loads, out.decode().splitlines())] == ["yes", "stop"]  # stdout still
+    for event in events:
+        assert set(event) == {"label", "score", "time", "wall_time", "device"} and event["device"] == "testbox"
+    availability = [p for t, p, _ in subscriber.messages if t == "kws/testbox/availability"]
+    assert availability[0] == "online" and availability[-1] == "offline"
+    subscriber.close()
+    late = Subscriber(broker)  # a subscriber that comes later sees the retained state
+    assert late.wait_for(lambda m: m[0] == "kws/testbox/availability")[0][1:] == ("offline", True)
+    late.close()
+
+
+def test_last_will_fires_when_the_process_is_killed(broker):
+    subscriber = Subscriber(broker)
+    listener = _listen("--stdin", "--mqtt-url", broker.url, stdin=subprocess.PIPE)
+    try:
+        subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "online")
+        listener.send_signal(signal.SIGKILL)
+        listener.wait(timeout=10)
+        offline = subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "offline")
+        assert offline
+    finally:
+        listener.kill()
+        subscriber.close()
+
+
+def test_a_broker_restart_is_survived(broker):
+    subscriber = Subscriber(broker)
+    listener = _listen("--stdin", "--mqtt-url", broker.url, stdin=subprocess.PIPE)
+    try:
+        subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "online")
+        listener.stdin.write(_pcm(["yes"]))
+        listener.stdin.flush()
+        subscriber.wait_for(lambda m: m[0].endswith("/detection"))
+        broker.restart()  # the listener keeps listening and reconnects with backoff
+        listener.stdin.write(_pcm(["no"]))
+        listener.stdin.flush()
+        subscriber.wait_for(lambda m: m[0].endswith("/detection") and json.loads(m[1])["label"] == "no", 30)
+        out, err = listener.communicate(input=_pcm(["go"]), timeout=60)
+        assert listener.returncode == 0, err
+        assert [e["label"] for e in map(json.loads, out.decode().splitlines())] == ["yes", "no", "go"]
+        subscriber.wait_for(lambda m: m[0].endswith("/detection") and json.loads(m[1])["label"] == "go")
+    finally:
+        listener.kill()
+        subscriber.close()
+
+
+def test_credentials_from_a_file_or_the_environment_never_the_command_line(tmp_path):
+    broker = Broker(tmp_path, users={"kws": "s3cret words"})
+    try:
+        subscriber = Subscriber(broker, "kws", "s3cret words")
+        wav = tmp_path / "words.wav"
+        sf.write(wav, np.frombuffer(_pcm(["left"]), "<i2"), RATE, subtype="PCM_16")
+        credentials = tmp_path / "mqtt-credentials"
+        credentials.write_text("kws\ns3cret words\n")
+        for extra, env in ((["--mqtt-credentials", str(credentials)], None),
+                           ([], {"KWS_MQTT_USERNAME": "kws", "KWS_MQTT_PASSWORD": "s3cret words"})):
+            listener = _listen("--wav", str(wav), "--mqtt-url", broker.url, *extra, env=env)
+            assert listener.wait(timeout=120) == 0
+        subscriber.wait_for(lambda m: len([x for x in subscriber.detections() if x["label"] == "left"]) == 2)
+        # no credentials: the broker refuses, the listener says so and still prints its events
+        refused = _listen("--wav", str(wav), "--mqtt-url", broker.url)
+        out, err = refused.communicate(timeout=120)
+        assert refused.returncode == 0 and b'"left"' in out
+        bad = _listen("--wav", str(wav), "--mqtt-url", "mqtt://kws:s3cret@127.0.0.1:1883")
+        _, err = bad.communicate(timeout=60)
+        assert bad.returncode == 2 and b"not in the URL" in err
+        subscriber.close()
+    finally:
+        broker.stop()
+
+
+def test_edge_serve_publishes_what_it_detects(broker):
+    import asyncio
+
+    pytest.importorskip("wyoming")
+    from test_serve import _free_port, _names, _recording, _start_server, _stop_server, _stream
+    from test_serve import _pcm as _wyoming_pcm
+
+    subscriber = Subscriber(broker)
+    uri = f"tcp://127.0.0.1:{_free_port()}"
+    server = _start_server(uri, "--mqtt-url", broker.url, "--name", "testbox")
+    try:
+        subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "online")
+        answers = asyncio.run(_stream(uri, _wyoming_pcm(_recording(["right"]), RATE, 1), RATE, 1))
+        assert _names(answers) == ["right"]
+        (message,) = subscriber.wait_for(lambda m: m[0] == "kws/testbox/detection")
+        event = json.loads(message[1])
+        assert event["label"] == "right" and event["device"] == "testbox" and event["client"].startswith("127.0.0.1:")
+    finally:
+        _stop_server(server)
+    subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "offline")
+    subscriber.close()

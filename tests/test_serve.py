@@ -1,0 +1,197 @@
+"""edge.serve driven by the wyoming package's own client over loopback TCP (and a unix socket), with the
+shipped model and committed Speech Commands clips."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+pytest.importorskip("wyoming")
+from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
+from wyoming.client import AsyncClient  # noqa: E402
+from wyoming.event import Event  # noqa: E402
+from wyoming.info import Describe, Info  # noqa: E402
+from wyoming.wake import Detect, Detection, NotDetected  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIPS = ROOT / "tests" / "data" / "clips"
+RATE = 16000
+COMMANDS = ["yes", "no", "up", "down", "left", "right", "stop", "go"]
+
+
+def _clip(word: str) -> np.ndarray:
+    (path,) = CLIPS.glob(f"{word}_*.flac")
+    audio, rate = sf.read(path, dtype="float32")
+    assert rate == RATE
+    return audio
+
+
+def _recording(words: list[str]) -> np.ndarray:
+    """The committed clips one after another with a second of silence between: float32 at 16 kHz."""
+    silence = np.zeros(RATE, np.float32)
+    return np.concatenate([silence] + [part for word in words for part in (_clip(word), silence)])
+
+
+def _pcm(audio: np.ndarray, rate: int, channels: int) -> bytes:
+    if rate != RATE:
+        audio = soxr.resample(audio, RATE, rate)
+    samples = np.round(np.clip(audio, -1, 1) * 32767).astype("<i2")
+    return np.repeat(samples[:, None], channels, axis=1).tobytes()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(uri: str, *extra: str) -> subprocess.Popen:
+    server = subprocess.Popen([sys.executable, "-m", "edge.serve", "--uri", uri, *extra], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True)
+    line = server.stderr.readline()  # "edge.serve: Wyoming service on ..." once it listens
+    assert "Wyoming service on" in line, line + server.stderr.read()
+    return server
+
+
+def _stop_server(server: subprocess.Popen) -> str:
+    server.terminate()
+    _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def tcp_uri():
+    uri = f"tcp://127.0.0.1:{_free_port()}"
+    server = _start_server(uri)
+    yield uri
+    err = _stop_server(server)
+    assert "Traceback" not in err, err
+
+
+async def _stream(uri: str, pcm: bytes, rate: int, channels: int, chunk_ms: int = 100,
+                  names: list[str] | None = None) -> list[Event]:
+    """One utterance: audio-start, chunks, audio-stop; returns the events the server answered with."""
+    bytes_per_chunk = rate * chunk_ms // 1000 * 2 * channels
+    async with AsyncClient.from_uri(uri) as client:
+        if names is not None:
+            await client.write_event(Detect(names=names).event())
+        await client.write_event(AudioStart(rate=rate, width=2, channels=channels).event())
+        for start in range(0, len(pcm), bytes_per_chunk):
+            await client.write_event(AudioChunk(rate=rate, width=2, channels=channels,
+                                                audio=pcm[start:start + bytes_per_chunk]).event())
+        await client.write_event(AudioStop().event())
+        # events are handled in order: the answer to a describe sent last marks the end of the answers
+        await client.write_event(Describe().event())
+        answers = []
+        while not Info.is_type((event := await asyncio.wait_for(client.read_event(), timeout=30)).type):
+            answers.append(event)
+        return answers
+
+
+def _names(events: list[Event]) -> list[str]:
+    return [Detection.from_event(e).name for e in events if Detection.is_type(e.type)]
+
+
+def test_describe_announces_the_commands(tcp_uri):
+    async def describe():
+        async with AsyncClient.from_uri(tcp_uri) as client:
+            await client.write_event(Describe().event())
+            return Info.from_event(await asyncio.wait_for(client.read_event(), timeout=30))
+
+    info = asyncio.run(describe())
+    (program,) = info.wake
+    assert [model.name for model in program.models] == COMMANDS
+    assert all(model.installed and model.languages == ["en"] for model in program.models)
+
+
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (48000, 2)], ids=["16k-mono", "48k-stereo"])
+def test_a_recording_in_chunks_gives_its_commands(tcp_uri, rate, channels):
+    words = ["yes", "happy", "stop", "left"]
+    answers = asyncio.run(_stream(tcp_uri, _pcm(_recording(words), rate, channels), rate, channels))
+    assert _names(answers) == ["yes", "stop", "left"]
+    times = [Detection.from_event(e).timestamp for e in answers if Detection.is_type(e.type)]
+    assert times == sorted(times) and 1000 < times[0] < 2600  # "yes" is spoken from 1.0 to 2.0 s
+
+
+def test_silence_is_answered_with_not_detected(tcp_uri):
+    answers = asyncio.run(_stream(tcp_uri, _pcm(np.zeros(2 * RATE, np.float32), RATE, 1), RATE, 1))
+    assert [e.type for e in answers] == ["not-detected"]
+
+
+def test_detect_names_limit_what_is_reported(tcp_uri):
+    pcm = _pcm(_recording(["yes", "stop"]), RATE, 1)
+    assert _names(asyncio.run(_stream(tcp_uri, pcm, RATE, 1, names=["stop"]))) == ["stop"]
+
+
+def test_ten_clients_at_once_each_get_their_own(tcp_uri):
+    words = [COMMANDS[i % len(COMMANDS)] for i in range(10)]
+
+    async def all_at_once():
+        return await asyncio.gather(*(_stream(tcp_uri, _pcm(_recording([w]), RATE, 1), RATE, 1, chunk_ms=20)
+                                      for w in words))
+
+    assert [_names(answers) for answers in asyncio.run(all_at_once())] == [[w] for w in words]
+
+
+def test_a_broken_client_leaves_the_others_untouched(tcp_uri):
+    """While one client streams, another sends a malformed chunk, a third hangs up mid-word and a fourth
+    sends a line that is not an event at all."""
+    host, port = tcp_uri.removeprefix("tcp://").split(":")
+
+    async def malformed():
+        async with AsyncClient.from_uri(tcp_uri) as client:
+            await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+            await client.write_event(Event(type="audio-chunk", data={"width": 2}, payload=b"\x00\x01"))
+            return await asyncio.wait_for(client.read_event(), timeout=30)
+
+    async def hang_up():
+        client = AsyncClient.from_uri(tcp_uri)
+        await client.connect()
+        await client.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+        await client.write_event(AudioChunk(rate=RATE, width=2, channels=1, audio=_pcm(_clip("go")[:8000], RATE, 1)).event())
+        await client.disconnect()
+
+    async def garbage():
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"this is not json\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), timeout=30)  # the server closes it
+        writer.close()
+        return data
+
+    async def together():
+        good = _stream(tcp_uri, _pcm(_recording(["no", "right"]), RATE, 1), RATE, 1, chunk_ms=20)
+        return await asyncio.gather(good, malformed(), hang_up(), garbage())
+
+    good, error, _, closed = asyncio.run(together())
+    assert _names(good) == ["no", "right"]
+    assert error.type == "error" and "malformed audio-chunk" in error.data["text"]
+    assert closed == b""
+    # and the server still serves
+    assert _names(asyncio.run(_stream(tcp_uri, _pcm(_recording(["up"]), RATE, 1), RATE, 1))) == ["up"]
+
+
+def test_unix_socket(tmp_path):
+    uri = f"unix://{tmp_path / 'kws.sock'}"
+    server = _start_server(uri)
+    try:
+        assert _names(asyncio.run(_stream(uri, _pcm(_recording(["down"]), RATE, 1), RATE, 1))) == ["down"]
+    finally:
+        _stop_server(server)
+
+
+def test_bad_uri_and_taken_port_are_one_line_errors(tcp_uri):
+    for uri in ("http://localhost:1", tcp_uri):
+        result = subprocess.run([sys.executable, "-m", "edge.serve", "--uri", uri], cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and "edge.serve: error:" in result.stderr
