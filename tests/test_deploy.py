@@ -9,12 +9,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "tools" / "kws-listen.service"
+SERVE_UNIT = ROOT / "tools" / "kws-serve.service"
 
 
-def _service() -> configparser.SectionProxy:
+def _service(unit: Path = UNIT) -> configparser.SectionProxy:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # keys are case-sensitive in systemd
-    parser.read(UNIT)
+    parser.read(unit)
     return parser["Service"]
 
 
@@ -31,13 +32,13 @@ def _write_args(path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", script, "write_args", str(path), *args], capture_output=True, text=True)
 
 
-def _service_command(args_file: Path) -> list[str]:
+def _service_command(args_file: Path, unit: Path = UNIT) -> list[str]:
     """ExecStart as systemd splits it (no shell, no variables left), pointed at this checkout."""
-    command = _service()["ExecStart"]
+    command = _service(unit)["ExecStart"]
     assert "$" not in command  # nothing for systemd to split or expand
     command = command.replace("/opt/kws-edge/venv/bin/python", sys.executable)
     command = command.replace("/opt/kws-edge/models", str(ROOT / "models"))
-    command = command.replace("@/etc/kws-listen.args", "@" + str(args_file))
+    command = command.replace(f"@/etc/{unit.stem}.args", "@" + str(args_file))
     return shlex.split(command)
 
 
@@ -70,3 +71,19 @@ def test_no_arguments_and_arguments_the_service_cannot_pass(tmp_path):
     refused = _write_args(args_file, "--on-detect", "two\nlines")
     assert refused.returncode == 2 and "line break" in refused.stderr
     assert args_file.read_text() == ""  # the previous file is left as it was
+
+
+def test_the_wyoming_unit_starts_edge_serve_with_its_arguments(tmp_path):
+    service = _service(SERVE_UNIT)
+    assert service["User"] == "kws" and service["Restart"] == "on-failure"
+    args_file = tmp_path / "kws-serve.args"
+    socket_path = tmp_path / "kws serve.sock"  # a space, to show it arrives as one argument
+    assert _write_args(args_file, "--uri", f"unix://{socket_path}").returncode == 0
+    server = subprocess.Popen(_service_command(args_file, SERVE_UNIT), stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert "Wyoming service on unix://" in server.stderr.readline()
+        assert socket_path.exists()
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert server.returncode == 0
