@@ -177,7 +177,10 @@ async def serve(args) -> None:
             from wyoming.zeroconf import HomeAssistantZeroconf
         except ImportError:
             raise EdgeError("--zeroconf needs the zeroconf package: pip install zeroconf") from None
-        await HomeAssistantZeroconf(port=server.port, name=args.name).register_server()
+        try:
+            await HomeAssistantZeroconf(port=server.port, name=args.name).register_server()
+        except OSError as error:
+            raise EdgeError(f"--zeroconf: cannot announce the service on the local network ({error})") from None
     # SIGTERM (systemd stopping the service) ends serving cleanly, whatever the kind of server
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     mqtt = mqtt_publisher(args)

@@ -189,9 +189,10 @@ def test_unix_socket(tmp_path):
         _stop_server(server)
 
 
-def test_bad_uri_and_taken_port_are_one_line_errors(tcp_uri):
-    for uri in ("http://localhost:1", tcp_uri):
-        result = subprocess.run([sys.executable, "-m", "edge.serve", "--uri", uri], cwd=ROOT,
+def test_bad_uri_taken_port_and_impossible_announcement_are_one_line_errors(tcp_uri, tmp_path):
+    for args in (["--uri", "http://localhost:1"], ["--uri", tcp_uri],
+                 ["--uri", f"unix://{tmp_path / 's.sock'}", "--zeroconf"]):
+        result = subprocess.run([sys.executable, "-m", "edge.serve", *args], cwd=ROOT,
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2
         assert len(result.stderr.strip().splitlines()) == 1 and "edge.serve: error:" in result.stderr
