@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,7 +270,8 @@ class Recognizer:
     def _start_afresh(self) -> None:
         self._scorer.reset()
         self._detector.reset()
-        self._recent_logits: deque[np.ndarray] = deque(maxlen=self._readout_steps)
+        # the last `readout_steps` step logits, a ring; -inf where no step has come yet
+        self._recent_logits = np.full((self._readout_steps, len(self._info.labels)), -np.inf, np.float32)
         self._steps = 0
 
     def skip(self, seconds: float) -> None:
@@ -285,20 +285,21 @@ class Recognizer:
     def scores(self, chunk) -> list[tuple[float, np.ndarray]]:
         """(time_s, class probabilities) for every model step this chunk completes, before detection."""
         audio = mono_float32(chunk)
-        if not np.isfinite(audio).all():
+        peak = float(np.abs(audio).max()) if len(audio) else 0.0  # NaN or inf if any sample is
+        if not np.isfinite(peak):
             # A glitch, not a reason to stop: heard as silence of the same length, so time stays true.
             self._bad += 1
             self._bad_chunk.warn(f"a chunk of {len(audio)} samples held NaN or infinite values; "
                                  "it was replaced by silence")
             audio = np.zeros(len(audio), np.float32)
-        elif len(audio) and np.abs(audio).max() > 2.0:
-            self._loud_chunk.warn(f"float audio should lie in [-1, 1], this chunk peaks at {np.abs(audio).max():.4g}: "
+        elif peak > 2.0:
+            self._loud_chunk.warn(f"float audio should lie in [-1, 1], this chunk peaks at {peak:.4g}: "
                                   "is it integer PCM passed as float?")
         out = []
         for logits in self._scorer.push(audio):
             self._steps += 1
-            self._recent_logits.append(logits)
-            out.append((self.seconds_processed, _softmax(np.max(self._recent_logits, axis=0))))
+            self._recent_logits[self._steps % self._readout_steps] = logits
+            out.append((self.seconds_processed, _softmax(self._recent_logits.max(axis=0))))
         return out
 
     def process(self, chunk) -> list[Detection]:
