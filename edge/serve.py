@@ -105,6 +105,14 @@ def handler_class():
             peer = self.writer.get_extra_info("peername")
             return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "local"
 
+        async def run(self) -> None:
+            # wyoming itself ends a connection whose next line is not an event; a client that vanishes
+            # while we write to it ends only its own connection, quietly
+            try:
+                await super().run()
+            except ConnectionError:
+                pass
+
         async def handle_event(self, event: Event) -> bool:
             try:
                 return await self._handle(event)
