@@ -28,7 +28,7 @@ import numpy as np
 from edge.errors import EdgeError
 from edge.listen import add_mqtt_arguments, default_model, mqtt_publisher, printable
 from edge.runtime import Recognizer
-from edge.sources import Resampler
+from edge.sources import Resampler, pcm_to_float
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,9 @@ SAMPLE_TYPES = {1: np.uint8, 2: np.int16, 4: np.int32}  # Wyoming audio is integ
 
 
 def _pcm_to_float(audio: bytes, width: int, channels: int) -> np.ndarray:
-    """Interleaved little-endian PCM -> float32 mono in [-1, 1]."""
     if width not in SAMPLE_TYPES:
         raise ValueError(f"sample width {width} bytes is not supported (1, 2 or 4)")
-    if channels < 1 or len(audio) % (width * channels):
-        raise ValueError(f"{len(audio)} bytes is not a whole number of {channels}-channel {width}-byte frames")
-    samples = np.frombuffer(audio, dtype=np.dtype(SAMPLE_TYPES[width]).newbyteorder("<")).astype(np.float32)
-    if width == 1:
-        samples -= 128.0
-    samples /= float(2 ** (8 * width - 1))
-    return samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples
+    return pcm_to_float(audio, SAMPLE_TYPES[width], channels)
 
 
 def wyoming_info(recognizer: Recognizer, model: Path):

@@ -94,6 +94,22 @@ def file_chunks(path: str | Path, rate: int, chunk_samples: int) -> Iterator[np.
         yield tail
 
 
+def pcm_to_float(data: bytes, dtype, channels: int = 1) -> np.ndarray:
+    """Interleaved little-endian PCM bytes (signed or unsigned integers, or floats) -> float32 mono in
+    [-1, 1]; channels are mixed down."""
+    dtype = np.dtype(dtype).newbyteorder("<")
+    if channels < 1 or len(data) % (dtype.itemsize * channels):
+        raise ValueError(f"{len(data)} bytes is not a whole number of {channels}-channel "
+                         f"{dtype.itemsize}-byte frames")
+    samples = np.frombuffer(data, dtype=dtype).astype(np.float32)
+    full_scale = float(2 ** (8 * dtype.itemsize - 1))
+    if dtype.kind == "u":  # unsigned: silence is half of full scale
+        samples -= full_scale
+    if dtype.kind in "iu":
+        samples /= full_scale
+    return samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples
+
+
 STDIN_FORMATS = {"s16le": "<i2", "f32le": "<f4"}  # arecord's S16_LE and FLOAT_LE
 
 
@@ -116,8 +132,7 @@ def stdin_chunks(rate: int, chunk_samples: int, stream: BinaryIO | None = None, 
         data = leftover + data
         usable = len(data) - len(data) % dtype.itemsize
         leftover = data[usable:]
-        samples = np.frombuffer(data[:usable], dtype=dtype).astype(np.float32)
-        yield resample(samples / 32768.0 if dtype.kind == "i" else samples)
+        yield resample(pcm_to_float(data[:usable], dtype))
     tail = resample(np.zeros(0, np.float32), last=True)
     if len(tail):
         yield tail
