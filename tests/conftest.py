@@ -87,3 +87,21 @@ def tone_stream(words: list[tuple[str, float]], seconds: float, seed: int = 0, n
         audio[start:start + length] += tone.astype(np.float32)
         ends.append((start + length) / RATE)
     return audio, ends
+
+
+STREAM_WORDS = [("yes", 1.0), ("stop", 3.0), ("happy", 5.0), ("yes", 7.2)]  # what `stream_wav` says, and when
+
+
+@pytest.fixture(scope="session")
+def model(tiny_export) -> Path:
+    """The tiny exported window model (its streaming twin beside it)."""
+    return tiny_export[0].window
+
+
+@pytest.fixture(scope="session")
+def stream_wav(tmp_path_factory) -> Path:
+    """9 s of tone words (STREAM_WORDS) over quiet noise, as a 16-bit WAV."""
+    audio, _ = tone_stream(STREAM_WORDS, 9.0)
+    path = tmp_path_factory.mktemp("wav") / "stream.wav"
+    sf.write(path, audio, RATE, subtype="PCM_16")
+    return path

@@ -15,23 +15,9 @@ from onnx import TensorProto, helper
 from edge import EdgeError, Recognizer
 from edge.listen import main
 
-from conftest import RATE, tone_stream
+from conftest import RATE, STREAM_WORDS as WORDS, tone_stream
 
-WORDS = [("yes", 1.0), ("stop", 3.0), ("happy", 5.0), ("yes", 7.2)]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def model(tiny_export) -> Path:
-    return tiny_export[0].window
-
-
-@pytest.fixture(scope="module")
-def stream_wav(tmp_path_factory) -> Path:
-    audio, _ = tone_stream(WORDS, 9.0)
-    path = tmp_path_factory.mktemp("wav") / "stream.wav"
-    sf.write(path, audio, RATE, subtype="PCM_16")
-    return path
 
 
 def _feed(recognizer, audio, sizes):
@@ -344,77 +330,6 @@ def test_a_clipped_full_scale_signal_is_processed(model, stream_wav, tmp_path, c
     audio, _ = sf.read(stream_wav, dtype="float32")
     sf.write(tmp_path / "loud.wav", np.clip(audio * 50, -1, 1), RATE, subtype="PCM_16")
     _labels_heard(model, tmp_path / "loud.wav", capsys)  # exit 0, whatever it hears in the distortion
-
-
-def _hook_script(tmp_path) -> Path:
-    script = tmp_path / "record_event.py"
-    script.write_text("#!" + sys.executable + "\n"
-                      "import json, os, sys\n"
-                      "with open(sys.argv[1], 'a') as f:\n"
-                      "    f.write(json.dumps({'argv': sys.argv[1:], 'label': os.environ['KWS_LABEL'],\n"
-                      "                        'score': os.environ['KWS_SCORE']}) + '\\n')\n")
-    script.chmod(0o755)
-    return script
-
-
-def test_on_detect_runs_a_fixed_argument_list_with_the_event_in_its_environment(model, stream_wav, tmp_path,
-                                                                                capsys):
-    import time
-
-    log_file = tmp_path / "events; touch injected.txt"  # shell syntax in an argument stays one argument
-    command = f"{_hook_script(tmp_path)} '{log_file}' --mode 'two words'"
-    assert main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5",
-                 "--on-detect", command]) == 0
-    printed = [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
-    for _ in range(100):  # the hooks run in the background
-        if log_file.exists() and len(log_file.read_text().splitlines()) == len(printed):
-            break
-        time.sleep(0.05)
-    runs = [json.loads(line) for line in log_file.read_text().splitlines()]
-    assert sorted(r["label"] for r in runs) == sorted(printed) and printed
-    assert all(r["argv"] == [str(log_file), "--mode", "two words"] for r in runs)
-    assert not (tmp_path / "injected.txt").exists() and not Path("injected.txt").exists()
-
-
-def test_on_detect_program_must_exist(model, stream_wav, capsys):
-    assert main(["--model", str(model), "--wav", str(stream_wav), "--on-detect", "/no/such/program"]) == 2
-    assert "not found" in _error(capsys)
-
-
-def test_hook_output_stays_off_stdout_and_a_failing_hook_is_reported(model, stream_wav, tmp_path):
-    script = tmp_path / "noisy.py"
-    script.write_text("#!" + sys.executable + "\nprint('HOOK SAYS HELLO')\nraise SystemExit(3)\n")
-    script.chmod(0o755)
-    result = subprocess.run([sys.executable, "-m", "edge.listen", "--model", str(model), "--wav", str(stream_wav),
-                             "--json", "--threshold", "0.5", "--on-detect", str(script)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr
-    events = [json.loads(line) for line in result.stdout.splitlines()]  # every stdout line is an event
-    assert len(events) == 3
-    assert result.stderr.count("HOOK SAYS HELLO") == 3
-    assert result.stderr.count("exited with code 3") == 3
-
-
-def _zombie_children() -> list[int]:
-    import os
-
-    zombies = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == os.getpid():
-            zombies.append(int(stat.parent.name))
-    return zombies
-
-
-def test_hooks_are_reaped(model, stream_wav, tmp_path, capsys):
-    log_file = tmp_path / "events.txt"
-    assert main(["--model", str(model), "--wav", str(stream_wav), "--threshold", "0.5",
-                 "--on-detect", f"{_hook_script(tmp_path)} {log_file}"]) == 0
-    assert len(log_file.read_text().splitlines()) == 3  # all ran to the end before main returned
-    assert _zombie_children() == []
 
 
 def test_labels_from_the_model_are_printed_without_control_characters(model, stream_wav, tmp_path, capsys):

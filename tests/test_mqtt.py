@@ -1,5 +1,6 @@
 """MQTT output through a real Mosquitto broker on loopback, started and stopped by the tests."""
 
+import contextlib
 import getpass
 import json
 import os
@@ -158,25 +159,29 @@ def test_events_arrive_as_json_with_availability(broker, tmp_path):
     late.close()
 
 
-def test_last_will_fires_when_the_process_is_killed(broker):
+@contextlib.contextmanager
+def _stdin_listener(broker: Broker):
+    """(subscriber, edge.listen --stdin publishing to the broker), once it has said it is online."""
     subscriber = Subscriber(broker)
     listener = _listen("--stdin", "--mqtt-url", broker.url, stdin=subprocess.PIPE)
     try:
         subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "online")
-        listener.send_signal(signal.SIGKILL)
-        listener.wait(timeout=10)
-        offline = subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "offline")
-        assert offline
+        yield subscriber, listener
     finally:
         listener.kill()
         subscriber.close()
 
 
+def test_last_will_fires_when_the_process_is_killed(broker):
+    with _stdin_listener(broker) as (subscriber, listener):
+        listener.send_signal(signal.SIGKILL)
+        listener.wait(timeout=10)
+        offline = subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "offline")
+        assert offline
+
+
 def test_a_broker_restart_is_survived(broker):
-    subscriber = Subscriber(broker)
-    listener = _listen("--stdin", "--mqtt-url", broker.url, stdin=subprocess.PIPE)
-    try:
-        subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "online")
+    with _stdin_listener(broker) as (subscriber, listener):
         listener.stdin.write(_pcm(["yes"]))
         listener.stdin.flush()
         subscriber.wait_for(lambda m: m[0].endswith("/detection"))
@@ -188,9 +193,6 @@ def test_a_broker_restart_is_survived(broker):
         assert listener.returncode == 0, err
         assert [e["label"] for e in map(json.loads, out.decode().splitlines())] == ["yes", "no", "go"]
         subscriber.wait_for(lambda m: m[0].endswith("/detection") and json.loads(m[1])["label"] == "go")
-    finally:
-        listener.kill()
-        subscriber.close()
 
 
 def test_credentials_from_a_file_or_the_environment_never_the_command_line(tmp_path):

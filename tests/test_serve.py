@@ -2,11 +2,9 @@
 shipped model and committed Speech Commands clips."""
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
 from wyoming.client import AsyncClient  # noqa: E402
 from wyoming.event import Event  # noqa: E402
 from wyoming.info import Describe, Info  # noqa: E402
-from wyoming.wake import Detect, Detection, NotDetected  # noqa: E402
+from wyoming.wake import Detect, Detection  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = ROOT / "tests" / "data" / "clips"
