@@ -118,13 +118,13 @@ class ModelConfig:
     # How a clip's logits come from its per-step logits: "max" over steps (each class fires where its
     # word ends, so a stream needs no long memory) or "last" step (bidirectional models use the mean).
     readout: str = "max"
+    dropout: float = 0.1  # a training setting only: the weights' shapes do not depend on it
 
     def __post_init__(self):
         if self.readout not in ("max", "last"):
             raise KwsError(f"readout must be 'max' or 'last', not {self.readout!r}")
         if self.frame_stack < 1 or self.hidden_size < 1 or self.num_layers < 1:
             raise KwsError("frame_stack, hidden_size and num_layers must be at least 1")
-    dropout: float = 0.1
 
 
 @dataclass(frozen=True)

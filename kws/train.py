@@ -154,7 +154,9 @@ def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> Key
     if start_labels != labels:
         raise KwsError(f"{path} knows {', '.join(start_labels)}, but this run's labels are {', '.join(labels)}; "
                        "fine-tune only on the same words (or start without --init-from)")
-    changed = [name for name in start_config.differences(config) if name.startswith(("model.", "features."))]
+    # Dropout is left free: fine-tuning may regularise more or less than the run it starts from.
+    changed = [name for name in start_config.differences(config)
+               if name.startswith(("model.", "features.")) and name != "model.dropout"]
     if changed:
         raise KwsError(f"{path} is another network ({', '.join(changed)} differ); use its settings or start "
                        "without --init-from")

@@ -83,6 +83,9 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_data, tiny_config, tmp_p
     first = [json.loads((tmp_path / name / "metrics.json").read_text())[0] for name in ("scratch", "tuned")]
     assert first[1]["train_loss"] < first[0]["train_loss"]
 
+    more_dropout = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, dropout=0.3))
+    train(tiny_data, tmp_path / "regularised", more_dropout, progress=False, echo=_quiet,
+          init_from=scratch.run_dir / "best.pt")  # not another network: its weights have the same shapes
     wider = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, hidden_size=32))
     with pytest.raises(KwsError, match="model.hidden_size"):
         train(tiny_data, tmp_path / "wider", wider, progress=False, echo=_quiet, init_from=scratch.run_dir / "best.pt")
