@@ -148,9 +148,10 @@ def _start_state(run_dir: Path, config: Config, resume: bool) -> dict | None:
     return state
 
 
-def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> KeywordLSTM:
-    """A trained model to start from (fine-tuning), checked to be the same network with the same labels."""
-    model, start_config, start_labels = model_from_checkpoint(load_checkpoint(path), path)
+def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """A trained model's weights to start from (fine-tuning), checked to be the same network with the same
+    labels. Only the weights carry over: this run's dropout applies to them."""
+    start, start_config, start_labels = model_from_checkpoint(load_checkpoint(path), path)
     if start_labels != labels:
         raise KwsError(f"{path} knows {', '.join(start_labels)}, but this run's labels are {', '.join(labels)}; "
                        "fine-tune only on the same words (or start without --init-from)")
@@ -160,7 +161,7 @@ def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> Key
     if changed:
         raise KwsError(f"{path} is another network ({', '.join(changed)} differ); use its settings or start "
                        "without --init-from")
-    return model
+    return start.state_dict()
 
 
 def _add_other_speech(audio: SplitAudio, folders: tuple[Path, ...], config: Config,
@@ -242,7 +243,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     torch.manual_seed(config.train.seed)  # the initial weights, too, come from the seed alone
     model = KeywordLSTM(len(labels), config.features, config.model)
     if state is None and init_from is not None:
-        model = _initial_weights(Path(init_from), config, labels)
+        model.load_state_dict(_initial_weights(Path(init_from), config, labels))
         echo(f"starting from the weights in {init_from}")
     elif state is None:
         model.set_normalisation(*_normalisation(model, train_audio))

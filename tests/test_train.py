@@ -83,9 +83,12 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_data, tiny_config, tmp_p
     first = [json.loads((tmp_path / name / "metrics.json").read_text())[0] for name in ("scratch", "tuned")]
     assert first[1]["train_loss"] < first[0]["train_loss"]
 
+    # Another dropout is not another network: the weights carry over and the run's own dropout applies.
     more_dropout = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, dropout=0.3))
     train(tiny_data, tmp_path / "regularised", more_dropout, progress=False, echo=_quiet,
-          init_from=scratch.run_dir / "best.pt")  # not another network: its weights have the same shapes
+          init_from=scratch.run_dir / "best.pt")
+    regularised = json.loads((tmp_path / "regularised" / "metrics.json").read_text())[0]
+    assert regularised["train_loss"] != first[1]["train_loss"]
     wider = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, hidden_size=32))
     with pytest.raises(KwsError, match="model.hidden_size"):
         train(tiny_data, tmp_path / "wider", wider, progress=False, echo=_quiet, init_from=scratch.run_dir / "best.pt")
