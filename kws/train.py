@@ -151,6 +151,8 @@ def _start_state(run_dir: Path, config: Config, resume: bool) -> dict | None:
 def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """A trained model's weights to start from (fine-tuning), checked to be the same network with the same
     labels. Only the weights carry over: this run's dropout applies to them."""
+    # Rebuilding the start model checks its weights against its config; it also draws its own initial
+    # weights from the global generator, which keeps the runs that start here reproducible as before.
     start, start_config, start_labels = model_from_checkpoint(load_checkpoint(path), path)
     if start_labels != labels:
         raise KwsError(f"{path} knows {', '.join(start_labels)}, but this run's labels are {', '.join(labels)}; "
