@@ -27,7 +27,7 @@ def transcripts(path: Path = TRANSCRIPT) -> dict[str, str]:
     """prompt name (e.g. 'digits/0') -> what is said."""
     prompts = {}
     for line in gzip.open(path, "rt", encoding="utf-8", errors="replace"):
-        name, colon, text = line.partition(":")
+        name, colon, text = line.lstrip("\ufeff").partition(":")
         if colon and not line.startswith(";"):
             prompts[name.strip()] = text.strip()
     return prompts

@@ -1,0 +1,28 @@
+"""Which Asterisk prompts become negatives: none that says a command, none that is only a tone."""
+
+import gzip
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+from asterisk_negatives import transcripts, without_commands  # noqa: E402
+from foreign_prompts import speech_only  # noqa: E402
+
+
+def test_transcripts_read_the_first_line_behind_a_byte_order_mark(tmp_path):
+    listing = tmp_path / "core-sounds-fr.txt.gz"
+    with gzip.open(listing, "wt", encoding="utf-8") as f:
+        f.write("\ufeffagent-pass: Mot de passe.\n; a comment: not a prompt\ndigits/1: un\n")
+    assert transcripts(listing) == {"agent-pass": "Mot de passe.", "digits/1": "un"}
+
+
+def test_commands_are_matched_as_whole_words_in_any_case():
+    prompts = {"a": "Press Stop now.", "b": "Goodbye.", "c": "Unknown extension.", "d": "Say yes."}
+    assert without_commands(prompts, ("stop", "go", "no", "yes")) == {"b": "Goodbye.", "c": "Unknown extension."}
+
+
+def test_foreign_prompts_keep_speech_without_command_like_words():
+    prompts = {"ok": "Veuillez patienter.", "non": "Non, merci.", "stop": "Стоп.", "tone": "[beep]", "empty": "",
+               "ru": "Пожалуйста, подождите."}
+    assert speech_only(prompts) == {"ok": "Veuillez patienter.", "ru": "Пожалуйста, подождите."}

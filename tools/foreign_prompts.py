@@ -1,0 +1,85 @@
+"""More real speech to train "not a command" on: Asterisk's French, Italian and Russian phone prompts.
+
+    sudo apt-get install ffmpeg asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722
+    python tools/foreign_prompts.py --out runs/negatives
+    kws train ... --negatives runs/negatives
+
+Each package holds about 25 minutes of studio prompts by one speaker (fr_CA June, it_IT Carlo, ru_RU
+IvrvoiceRU; CC BY-SA 3.0, Digium) in G.722, a 16 kHz codec, with a transcript of each. Other languages
+are speech the commands never sound like, from speakers no measurement uses: the Spanish prompts are left
+out because their speaker (Allison) also reads the English prompts that `kws eval-open-set` tests on. A
+prompt whose transcript holds a word that sounds like a command ("no", "non", "stop", ...) or is a tone
+("[beep]") is left out.
+
+`--out` gets a copy of `--other` (links, nothing copied) plus `asterisk_prompts/training/<speaker>/*.flac`:
+the new source is training data only, and `kws.other_speech` weights it as one more source. Do not commit
+the audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from asterisk_negatives import transcripts, without_commands  # tools/ is on the path of a script run from it
+
+SOUNDS = Path("/usr/share/asterisk/sounds")
+VOICES = {"fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
+SOUNDS_LIKE_COMMANDS = ("yes", "no", "non", "up", "down", "left", "right", "on", "off", "stop", "go", "стоп")
+SOURCE = "asterisk_prompts"
+
+
+def speech_only(prompts: dict[str, str]) -> dict[str, str]:
+    """The prompts that are speech (not "[beep]") and hold no word like a command."""
+    return {name: text for name, text in without_commands(prompts, SOUNDS_LIKE_COMMANDS).items()
+            if text and "[" not in text}
+
+
+def decode(source: Path, target: Path) -> None:
+    """G.722 -> 16 kHz FLAC, written under a temporary name first."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(suffix=".flac", dir=target.parent, delete=False) as tmp:
+        partial = Path(tmp.name)
+    try:
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "g722", "-i", str(source), "-ar", "16000",
+                        "-ac", "1", str(partial)], check=True)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="folder of negatives to build (created)")
+    parser.add_argument("--other", type=Path, default=Path("../shared/data/other_speech"),
+                        help="the other-speech folder to link in beside the prompts (default: %(default)s)")
+    parser.add_argument("--languages", default=",".join(VOICES), help="(default: %(default)s)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for source in sorted(p for p in args.other.iterdir() if p.is_dir()):
+        link = args.out / source.name
+        if not link.exists():
+            link.symlink_to(os.path.relpath(source.resolve(), args.out.resolve()))
+    for language in args.languages.split(","):
+        voice = SOUNDS / VOICES[language]
+        if not voice.is_dir():
+            raise SystemExit(f"foreign_prompts: install Debian's asterisk-core-sounds-{language}-g722 first")
+        prompts = transcripts(Path(f"/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz"))
+        kept = speech_only(prompts)
+        written = 0
+        for name in sorted(kept):
+            audio = voice / f"{name}.g722"
+            target = args.out / SOURCE / "training" / VOICES[language] / f"{name.replace('/', '-')}.flac"
+            if audio.is_file():
+                if not target.is_file():
+                    decode(audio, target)
+                written += 1
+        print(f"{language}: {written} prompts in {args.out / SOURCE}; left out {len(prompts) - len(kept)} "
+              "that hold a word like a command or a tone")
+
+
+if __name__ == "__main__":
+    main()
