@@ -4,9 +4,11 @@ import gzip
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
-from asterisk_negatives import transcripts, without_commands  # noqa: E402
+from asterisk_negatives import require, transcripts, without_commands  # noqa: E402
 from foreign_prompts import speech_only  # noqa: E402
 
 
@@ -26,3 +28,9 @@ def test_foreign_prompts_keep_speech_without_command_like_words():
     prompts = {"ok": "Veuillez patienter.", "non": "Non, merci.", "stop": "Стоп.", "tone": "[beep]", "empty": "",
                "ru": "Пожалуйста, подождите."}
     assert speech_only(prompts) == {"ok": "Veuillez patienter.", "ru": "Пожалуйста, подождите."}
+
+
+def test_a_missing_package_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="install Debian's asterisk-core-sounds-fr first"):
+        require("foreign_prompts", {tmp_path: "asterisk-core-sounds-fr-g722",
+                                    tmp_path / "core-sounds-fr.txt.gz": "asterisk-core-sounds-fr"})

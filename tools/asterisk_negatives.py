@@ -1,6 +1,6 @@
 """Real speech without the commands for measuring false alarms: Asterisk's English phone prompts.
 
-    sudo apt-get install asterisk-core-sounds-en-wav
+    sudo apt-get install asterisk-core-sounds-en-wav asterisk-core-sounds-en
     python tools/asterisk_negatives.py --out runs/asterisk
     kws eval-open-set --model models/kws.onnx --data ... --other ... --negatives runs/asterisk
 
@@ -33,6 +33,16 @@ def transcripts(path: Path = TRANSCRIPT) -> dict[str, str]:
     return prompts
 
 
+def require(tool: str, packages: dict[Path, str]) -> None:
+    """Stop, naming the Debian package to install, where a file it brings is missing.
+
+    The audio and the transcripts come in two packages, the second only recommended by the first.
+    """
+    for needed, package in packages.items():
+        if not needed.exists():
+            raise SystemExit(f"{tool}: {needed} is missing: install Debian's {package} first")
+
+
 def without_commands(prompts: dict[str, str], commands: tuple[str, ...]) -> dict[str, str]:
     spoken = re.compile(r"\b(" + "|".join(map(re.escape, commands)) + r")\b", re.IGNORECASE)
     return {name: text for name, text in prompts.items() if not spoken.search(text)}
@@ -44,8 +54,7 @@ def main() -> None:
     parser.add_argument("--commands", default=",".join(COMMANDS),
                         help="words a prompt must not hold (default: %(default)s)")
     args = parser.parse_args()
-    if not SOUNDS.is_dir() or not TRANSCRIPT.is_file():
-        raise SystemExit("asterisk_negatives: install Debian's asterisk-core-sounds-en-wav first")
+    require("asterisk_negatives", {SOUNDS: "asterisk-core-sounds-en-wav", TRANSCRIPT: "asterisk-core-sounds-en"})
     prompts = transcripts()
     kept = without_commands(prompts, tuple(w.strip() for w in args.commands.split(",") if w.strip()))
     args.out.mkdir(parents=True, exist_ok=True)

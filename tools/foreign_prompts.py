@@ -1,6 +1,6 @@
 """More real speech to train "not a command" on: Asterisk's French, Italian and Russian phone prompts.
 
-    sudo apt-get install ffmpeg asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722
+    sudo apt-get install ffmpeg asterisk-core-sounds-{fr,it,ru}-g722 asterisk-core-sounds-{fr,it,ru}
     python tools/foreign_prompts.py --out runs/negatives
     kws train ... --negatives runs/negatives
 
@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from asterisk_negatives import transcripts, without_commands  # tools/ is on the path of a script run from it
+from asterisk_negatives import require, transcripts, without_commands  # tools/ is on the path of a script run from it
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
 VOICES = {"fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
@@ -58,16 +58,20 @@ def main() -> None:
                         help="the other-speech folder to link in beside the prompts (default: %(default)s)")
     parser.add_argument("--languages", default=",".join(VOICES), help="(default: %(default)s)")
     args = parser.parse_args()
+    languages = args.languages.split(",")
+    if unknown := sorted(set(languages) - set(VOICES)):
+        parser.error(f"--languages: no voice for {', '.join(unknown)}; choose from {', '.join(VOICES)}")
     args.out.mkdir(parents=True, exist_ok=True)
     for source in sorted(p for p in args.other.iterdir() if p.is_dir()):
         link = args.out / source.name
         if not link.exists():
             link.symlink_to(os.path.relpath(source.resolve(), args.out.resolve()))
-    for language in args.languages.split(","):
+    for language in languages:
         voice = SOUNDS / VOICES[language]
-        if not voice.is_dir():
-            raise SystemExit(f"foreign_prompts: install Debian's asterisk-core-sounds-{language}-g722 first")
-        prompts = transcripts(Path(f"/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz"))
+        listing = Path(f"/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz")
+        require("foreign_prompts", {voice: f"asterisk-core-sounds-{language}-g722",
+                                    listing: f"asterisk-core-sounds-{language}"})
+        prompts = transcripts(listing)
         kept = speech_only(prompts)
         written = 0
         for name in sorted(kept):
