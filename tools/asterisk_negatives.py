@@ -19,7 +19,14 @@ import re
 from pathlib import Path
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
-TRANSCRIPT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+
+
+def transcript_file(language: str) -> Path:
+    """Where Debian's asterisk-core-sounds-<language> keeps what each prompt says."""
+    return Path(f"/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz")
+
+
+TRANSCRIPT = transcript_file("en")
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
 

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from asterisk_negatives import require, transcripts, without_commands  # tools/ is on the path of a script run from it
+from asterisk_negatives import require, transcript_file, transcripts, without_commands  # tools/ is on the path of a script run from it
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
 VOICES = {"fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
@@ -61,6 +61,10 @@ def main() -> None:
     languages = args.languages.split(",")
     if unknown := sorted(set(languages) - set(VOICES)):
         parser.error(f"--languages: no voice for {', '.join(unknown)}; choose from {', '.join(VOICES)}")
+    # Every package is checked before any work, so a missing one stops the run before anything is decoded.
+    for language in languages:
+        require("foreign_prompts", {SOUNDS / VOICES[language]: f"asterisk-core-sounds-{language}-g722",
+                                    transcript_file(language): f"asterisk-core-sounds-{language}"})
     args.out.mkdir(parents=True, exist_ok=True)
     for source in sorted(p for p in args.other.iterdir() if p.is_dir()):
         link = args.out / source.name
@@ -68,10 +72,7 @@ def main() -> None:
             link.symlink_to(os.path.relpath(source.resolve(), args.out.resolve()))
     for language in languages:
         voice = SOUNDS / VOICES[language]
-        listing = Path(f"/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz")
-        require("foreign_prompts", {voice: f"asterisk-core-sounds-{language}-g722",
-                                    listing: f"asterisk-core-sounds-{language}"})
-        prompts = transcripts(listing)
+        prompts = transcripts(transcript_file(language))
         kept = speech_only(prompts)
         written = 0
         for name in sorted(kept):
