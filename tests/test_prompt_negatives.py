@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 from asterisk_negatives import require, transcripts, without_commands  # noqa: E402
+import foreign_prompts  # noqa: E402
 from foreign_prompts import speech_only  # noqa: E402
 
 
@@ -34,3 +35,23 @@ def test_a_missing_package_is_named(tmp_path):
     with pytest.raises(SystemExit, match="install Debian's asterisk-core-sounds-fr first"):
         require("foreign_prompts", {tmp_path: "asterisk-core-sounds-fr-g722",
                                     tmp_path / "core-sounds-fr.txt.gz": "asterisk-core-sounds-fr"})
+
+
+def test_only_kept_prompts_with_audio_are_decoded_flat(tmp_path, monkeypatch):
+    voice = tmp_path / "it_IT_f_Menardi"
+    (voice / "digits").mkdir(parents=True)
+    for name in ("wait", "digits/1", "stop", "tone"):
+        (voice / f"{name}.gsm").write_bytes(b"gsm")
+    decoded = []
+    monkeypatch.setattr(foreign_prompts, "decode",
+                        lambda source, target, codec: (decoded.append((source.name, codec)), target.write_bytes(b"flac")))
+    prompts = {"wait": "Attendere.", "digits/1": "uno", "stop": "Stop.", "tone": "[beep]", "no-audio": "Ciao."}
+    target = tmp_path / "out"
+    target.mkdir()
+    assert foreign_prompts.write_prompts(prompts, voice, "gsm", target) == 2
+    assert sorted(p.name for p in target.iterdir()) == ["digits-1.flac", "wait.flac"]
+    assert sorted(decoded) == [("1.gsm", "gsm"), ("wait.gsm", "gsm")]
+    # a second run decodes nothing again
+    decoded.clear()
+    assert foreign_prompts.write_prompts(prompts, voice, "gsm", target) == 2
+    assert decoded == []

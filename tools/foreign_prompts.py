@@ -14,6 +14,17 @@ prompt whose transcript holds a word that sounds like a command ("no", "non", "s
 `--out` gets a copy of `--other` (links, nothing copied) plus `asterisk_prompts/training/<speaker>/*.flac`:
 the new source is training data only, and `kws.other_speech` weights it as one more source. Do not commit
 the audio.
+
+`--held-out` instead writes a fourth voice, for measuring only, as flat FLAC files for
+`kws eval-open-set --split validation --negatives OUT`: about 20 minutes of another Italian speaker
+(Menardi; CC BY-SA 3.0 IT, Marco Menardi and Paola Dal Zot), recorded at 8 kHz in GSM:
+
+    sudo apt-get install ffmpeg asterisk-prompt-it-menardi-gsm asterisk-core-sounds-it
+    python tools/foreign_prompts.py --held-out --out runs/prompts_validation
+
+Its prompts carry the names of the core Italian set, whose transcript filters them (the wording of a few
+may differ). Debian's French (Armelle) and Colombian Spanish voices would add two more speakers, but their
+packages conflict with the core transcripts that the filter needs.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ SOUNDS = Path("/usr/share/asterisk/sounds")
 VOICES = {"fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
 SOUNDS_LIKE_COMMANDS = ("yes", "no", "non", "up", "down", "left", "right", "on", "off", "stop", "go", "стоп")
 SOURCE = "asterisk_prompts"
+HELD_OUT = {"language": "it", "voice": "it_IT_f_Menardi", "package": "asterisk-prompt-it-menardi-gsm", "codec": "gsm"}
 
 
 def speech_only(prompts: dict[str, str]) -> dict[str, str]:
@@ -38,17 +50,34 @@ def speech_only(prompts: dict[str, str]) -> dict[str, str]:
             if text and "[" not in text}
 
 
-def decode(source: Path, target: Path) -> None:
-    """G.722 -> 16 kHz FLAC, written under a temporary name first."""
+def decode(source: Path, target: Path, codec: str = "g722") -> None:
+    """A raw G.722 or GSM prompt -> 16 kHz FLAC, written under a temporary name first."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(suffix=".flac", dir=target.parent, delete=False) as tmp:
         partial = Path(tmp.name)
     try:
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "g722", "-i", str(source), "-ar", "16000",
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", codec, "-i", str(source), "-ar", "16000",
                         "-ac", "1", str(partial)], check=True)
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_prompts(prompts: dict[str, str], voice: Path, codec: str, target: Path) -> int:
+    """Decode each prompt of `voice` that `speech_only` keeps into `target`, one FLAC per prompt ("digits/1"
+    becomes digits-1.flac); returns how many `target` holds."""
+    kept = speech_only(prompts)
+    written = 0
+    for name in sorted(kept):
+        audio = voice / f"{name}.{codec}"
+        flac = target / f"{name.replace('/', '-')}.flac"
+        if audio.is_file():
+            if not flac.is_file():
+                decode(audio, flac, codec)
+            written += 1
+    print(f"{voice.name}: {written} prompts in {target}; left out {len(prompts) - len(kept)} "
+          "that hold a word like a command or a tone")
+    return written
 
 
 def main() -> None:
@@ -57,7 +86,15 @@ def main() -> None:
     parser.add_argument("--other", type=Path, default=Path("../shared/data/other_speech"),
                         help="the other-speech folder to link in beside the prompts (default: %(default)s)")
     parser.add_argument("--languages", default=",".join(VOICES), help="(default: %(default)s)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="write the voice for measuring only, instead of the training voices")
     args = parser.parse_args()
+    if args.held_out:
+        voice = SOUNDS / HELD_OUT["voice"]
+        require("foreign_prompts", {voice: HELD_OUT["package"],
+                                    transcript_file(HELD_OUT["language"]): f"asterisk-core-sounds-{HELD_OUT['language']}"})
+        write_prompts(transcripts(transcript_file(HELD_OUT["language"])), voice, HELD_OUT["codec"], args.out)
+        return
     languages = args.languages.split(",")
     if unknown := sorted(set(languages) - set(VOICES)):
         parser.error(f"--languages: no voice for {', '.join(unknown)}; choose from {', '.join(VOICES)}")
@@ -71,19 +108,8 @@ def main() -> None:
         if not link.exists():
             link.symlink_to(os.path.relpath(source.resolve(), args.out.resolve()))
     for language in languages:
-        voice = SOUNDS / VOICES[language]
-        prompts = transcripts(transcript_file(language))
-        kept = speech_only(prompts)
-        written = 0
-        for name in sorted(kept):
-            audio = voice / f"{name}.g722"
-            target = args.out / SOURCE / "training" / VOICES[language] / f"{name.replace('/', '-')}.flac"
-            if audio.is_file():
-                if not target.is_file():
-                    decode(audio, target)
-                written += 1
-        print(f"{language}: {written} prompts in {args.out / SOURCE}; left out {len(prompts) - len(kept)} "
-              "that hold a word like a command or a tone")
+        write_prompts(transcripts(transcript_file(language)), SOUNDS / VOICES[language], "g722",
+                      args.out / SOURCE / "training" / VOICES[language])
 
 
 if __name__ == "__main__":
