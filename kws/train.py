@@ -1,7 +1,8 @@
 """`kws train`: fit a KeywordLSTM on a Speech Commands-style folder, validating after every epoch.
 
 Each epoch's randomness comes from (seed, epoch) alone and every epoch ends with an atomic checkpoint,
-so a run stopped at any point and resumed gives the same model as one that was never stopped.
+so a run stopped at any point and resumed gives the same model as one that was never stopped, on the same
+arithmetic (`arithmetic()`): the same seed on another CPU or library version gives another model.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import io
 import json
 import math
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+import torchaudio
 from tqdm import tqdm
 
 from kws.augment import add_noise, augment_audio, perturb, spec_mask
@@ -127,6 +130,19 @@ def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write(run_dir / "metrics.csv", lambda tmp: tmp.write_text(text.getvalue()))
+
+
+def arithmetic() -> dict[str, str]:
+    """What decides the rounding of every sum in training here. Two runs of one seed that differ in any of
+    these differ in their weights (one epoch on AVX2 kernels instead of AVX-512 ones: by 4e-7), and a whole
+    run grows that into another model, as another seed would be."""
+    return {"torch": str(torch.__version__), "torchaudio": str(torchaudio.__version__),
+            "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "threads": str(torch.get_num_threads()),
+            "machine": platform.machine()}
+
+
+def _describe(arithmetic: dict[str, str]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in arithmetic.items())
 
 
 def _start_state(run_dir: Path, config: Config, resume: bool) -> dict | None:
@@ -253,6 +269,8 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
         model, _, _ = model_from_checkpoint(state, run_dir / LAST)
     size_kb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1024
     echo(f"model: KeywordLSTM, {model.parameter_count:,} parameters ({size_kb:.0f} KiB float32)")
+    here = arithmetic()
+    echo(f"arithmetic: {_describe(here)} (a run elsewhere gives other weights)")
 
     steps_per_epoch = math.ceil(epoch_size(train_audio, config.data) / config.train.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.learning_rate,
@@ -267,6 +285,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
         best_accuracy = float(state["best_accuracy"])
         best = float(state.get("best_score", best_accuracy))
         echo(f"resuming after epoch {start_epoch} (best {config.train.select_by} figure so far {100 * best:.2f}%)")
+        if state.get("arithmetic", here) != here:
+            echo(f"warning: epochs 1-{start_epoch} ran on other arithmetic ({_describe(state['arithmetic'])}); "
+                 "the rest will not give the weights an uninterrupted run would")
 
     for epoch in range(start_epoch, config.train.epochs):
         epoch_start = time.monotonic()
@@ -290,7 +311,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
         checkpoint = {"config": config.to_dict(), "labels": list(labels), "model": model.state_dict(),
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "epoch": epoch + 1, "best_score": best, "best_accuracy": best_accuracy, "history": history,
-                      "parameter_count": model.parameter_count}
+                      "parameter_count": model.parameter_count, "arithmetic": here}
         if improved:
             save_checkpoint(run_dir / BEST, checkpoint)
         save_checkpoint(run_dir / LAST, checkpoint)  # last, so a resume never lacks the best it recorded

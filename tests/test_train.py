@@ -41,14 +41,20 @@ def test_resume_matches_an_uninterrupted_run(tiny_data, tiny_config, tmp_path, m
     monkeypatch.setattr(kws.train, "_train_epoch", dies_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_data, tmp_path / "split", tiny_config, progress=False, echo=_quiet)
-    assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 2
+    interrupted = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert interrupted["epoch"] == 2
+    assert interrupted["arithmetic"] == kws.train.arithmetic()
     monkeypatch.setattr(kws.train, "_train_epoch", real_epoch)
+    # resumed on another CPU: the same numbers here, but the log must say the weights will not be
+    real_arithmetic = kws.train.arithmetic
+    monkeypatch.setattr(kws.train, "arithmetic", lambda: {**real_arithmetic(), "cpu_kernels": "OTHER"})
     # what a SIGKILL in the middle of saving leaves beside the whole last.pt
     stale = tmp_path / "split" / ".last.pt.k1ll3d.tmp"
     stale.write_bytes(b"half a checkpoint")
     lines = []
     train(tiny_data, tmp_path / "split", tiny_config, resume=True, progress=False, echo=lines.append)
     assert any("resuming after epoch 2" in line for line in lines)
+    assert any(line.startswith("warning: epochs 1-2 ran on other arithmetic") for line in lines)
     assert not stale.exists()
 
     whole, split = (load_checkpoint(tmp_path / name / "last.pt") for name in ("whole", "split"))
