@@ -1,4 +1,5 @@
-"""More real speech to train "not a command" on: Asterisk's French, Italian and Russian phone prompts.
+"""More real speech to train "not a command" on: Asterisk's French, Italian and Russian phone prompts; and a
+fourth voice to measure on.
 
     sudo apt-get install ffmpeg asterisk-core-sounds-{fr,it,ru}-g722 asterisk-core-sounds-{fr,it,ru}
     python tools/foreign_prompts.py --out runs/negatives
@@ -16,7 +17,7 @@ the new source is training data only, and `kws.other_speech` weights it as one m
 the audio.
 
 `--held-out` instead writes a fourth voice, for measuring only, as flat FLAC files for
-`kws eval-open-set --split validation --negatives OUT`: about 20 minutes of another Italian speaker
+`kws eval-open-set --split validation --negatives OUT`: 19 minutes of another Italian speaker
 (Menardi; CC BY-SA 3.0 IT, Marco Menardi and Paola Dal Zot), recorded at 8 kHz in GSM:
 
     sudo apt-get install ffmpeg asterisk-prompt-it-menardi-gsm asterisk-core-sounds-it
