@@ -35,14 +35,25 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from asterisk_negatives import require, transcript_file, transcripts, without_commands  # tools/ is on the path of a script run from it
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
-VOICES = {"fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
+
+
+class Voice(NamedTuple):
+    language: str  # also names the package of the transcript that filters its prompts
+    folder: str  # under SOUNDS
+    package: str  # the Debian package of its audio
+    codec: str  # the audio files' suffix and ffmpeg's name for their format
+
+
+VOICES = {language: Voice(language, folder, f"asterisk-core-sounds-{language}-g722", "g722")
+          for language, folder in (("fr", "fr_CA_f_June"), ("it", "it_IT_m_Carlo"), ("ru", "ru_RU_f_IvrvoiceRU"))}
+HELD_OUT = Voice("it", "it_IT_f_Menardi", "asterisk-prompt-it-menardi-gsm", "gsm")
 SOUNDS_LIKE_COMMANDS = ("yes", "no", "non", "up", "down", "left", "right", "on", "off", "stop", "go", "стоп")
 SOURCE = "asterisk_prompts"
-HELD_OUT = {"language": "it", "voice": "it_IT_f_Menardi", "package": "asterisk-prompt-it-menardi-gsm", "codec": "gsm"}
 
 
 def speech_only(prompts: dict[str, str]) -> dict[str, str]:
@@ -81,6 +92,15 @@ def write_prompts(prompts: dict[str, str], voice: Path, codec: str, target: Path
     return written
 
 
+def require_voice(voice: Voice) -> None:
+    require("foreign_prompts", {SOUNDS / voice.folder: voice.package,
+                                transcript_file(voice.language): f"asterisk-core-sounds-{voice.language}"})
+
+
+def write_voice(voice: Voice, target: Path) -> int:
+    return write_prompts(transcripts(transcript_file(voice.language)), SOUNDS / voice.folder, voice.codec, target)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder of negatives to build (created)")
@@ -91,26 +111,22 @@ def main() -> None:
                         help="write the voice for measuring only, instead of the training voices")
     args = parser.parse_args()
     if args.held_out:
-        voice = SOUNDS / HELD_OUT["voice"]
-        require("foreign_prompts", {voice: HELD_OUT["package"],
-                                    transcript_file(HELD_OUT["language"]): f"asterisk-core-sounds-{HELD_OUT['language']}"})
-        write_prompts(transcripts(transcript_file(HELD_OUT["language"])), voice, HELD_OUT["codec"], args.out)
+        require_voice(HELD_OUT)
+        write_voice(HELD_OUT, args.out)
         return
     languages = args.languages.split(",")
     if unknown := sorted(set(languages) - set(VOICES)):
         parser.error(f"--languages: no voice for {', '.join(unknown)}; choose from {', '.join(VOICES)}")
     # Every package is checked before any work, so a missing one stops the run before anything is decoded.
     for language in languages:
-        require("foreign_prompts", {SOUNDS / VOICES[language]: f"asterisk-core-sounds-{language}-g722",
-                                    transcript_file(language): f"asterisk-core-sounds-{language}"})
+        require_voice(VOICES[language])
     args.out.mkdir(parents=True, exist_ok=True)
     for source in sorted(p for p in args.other.iterdir() if p.is_dir()):
         link = args.out / source.name
         if not link.exists():
             link.symlink_to(os.path.relpath(source.resolve(), args.out.resolve()))
     for language in languages:
-        write_prompts(transcripts(transcript_file(language)), SOUNDS / VOICES[language], "g722",
-                      args.out / SOURCE / "training" / VOICES[language])
+        write_voice(VOICES[language], args.out / SOURCE / "training" / VOICES[language].folder)
 
 
 if __name__ == "__main__":
