@@ -55,3 +55,14 @@ def test_only_kept_prompts_with_audio_are_decoded_flat(tmp_path, monkeypatch):
     decoded.clear()
     assert foreign_prompts.write_prompts(prompts, voice, "gsm", target) == 2
     assert decoded == []
+
+
+def test_the_other_sources_are_linked_not_copied(tmp_path):
+    other = tmp_path / "other_speech"
+    (other / "librispeech" / "training").mkdir(parents=True)
+    (other / "README.md").write_text("not a source")
+    out = tmp_path / "negatives"
+    foreign_prompts.link_sources(other, out)
+    foreign_prompts.link_sources(other, out)  # a second run keeps the link
+    assert [p.name for p in out.iterdir()] == ["librispeech"]
+    assert (out / "librispeech").is_symlink() and (out / "librispeech" / "training").is_dir()

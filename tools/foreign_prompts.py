@@ -101,6 +101,16 @@ def write_voice(voice: Voice, target: Path) -> int:
     return write_prompts(transcripts(transcript_file(voice.language)), SOUNDS / voice.folder, voice.codec, target)
 
 
+def link_sources(other: Path, out: Path) -> None:
+    """Link each source folder of `other` into `out` (created), so that `out` is a negatives folder that
+    holds them and what a tool adds beside them; nothing is copied."""
+    out.mkdir(parents=True, exist_ok=True)
+    for source in sorted(p for p in other.iterdir() if p.is_dir()):
+        link = out / source.name
+        if not link.exists():
+            link.symlink_to(os.path.relpath(source.resolve(), out.resolve()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder of negatives to build (created)")
@@ -120,11 +130,7 @@ def main() -> None:
     # Every package is checked before any work, so a missing one stops the run before anything is decoded.
     for language in languages:
         require_voice(VOICES[language])
-    args.out.mkdir(parents=True, exist_ok=True)
-    for source in sorted(p for p in args.other.iterdir() if p.is_dir()):
-        link = args.out / source.name
-        if not link.exists():
-            link.symlink_to(os.path.relpath(source.resolve(), args.out.resolve()))
+    link_sources(args.other, args.out)
     for language in languages:
         write_voice(VOICES[language], args.out / SOURCE / "training" / VOICES[language].folder)
 
