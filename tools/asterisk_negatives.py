@@ -14,6 +14,7 @@ audio for measuring only, do not commit it.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import re
 from pathlib import Path
@@ -50,9 +51,18 @@ def require(tool: str, packages: dict[Path, str]) -> None:
             raise SystemExit(f"{tool}: {needed} is missing: install Debian's {package} first")
 
 
+@functools.cache
+def _spoken(commands: tuple[str, ...]) -> re.Pattern:
+    return re.compile(r"\b(" + "|".join(map(re.escape, commands)) + r")\b", re.IGNORECASE)
+
+
+def holds_command(text: str, commands: tuple[str, ...]) -> bool:
+    """Whether `text` holds one of `commands` as a whole word, in any case."""
+    return bool(_spoken(commands).search(text))
+
+
 def without_commands(prompts: dict[str, str], commands: tuple[str, ...]) -> dict[str, str]:
-    spoken = re.compile(r"\b(" + "|".join(map(re.escape, commands)) + r")\b", re.IGNORECASE)
-    return {name: text for name, text in prompts.items() if not spoken.search(text)}
+    return {name: text for name, text in prompts.items() if not holds_command(text, commands)}
 
 
 def main() -> None:

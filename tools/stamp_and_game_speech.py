@@ -29,6 +29,7 @@ commit the audio."""
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shutil
 import sys
@@ -41,7 +42,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kws, for a script run from anywhere
 
-from asterisk_negatives import require, without_commands  # noqa: E402  (tools/ is on the path of a script run from it)
+from asterisk_negatives import holds_command, require  # noqa: E402  (tools/ is on the path of a script run from it)
 from foreign_prompts import SOUNDS_LIKE_COMMANDS, link_sources  # noqa: E402
 from kws.data import load_audio  # noqa: E402
 
@@ -55,11 +56,16 @@ FILE_SECONDS = 60.0
 _DESCRIPTION = re.compile(r"^(?P<stamp>.+)_desc(?:_(?P<language>[A-Za-z_@]+))?\.ogg$")
 
 
+@functools.cache  # one text file serves the stamp's recordings in every language
+def _lines(text_file: Path) -> tuple[str, ...]:
+    if not text_file.is_file():
+        return ()
+    return tuple(text_file.read_text(encoding="utf-8", errors="replace").splitlines())
+
+
 def stamp_text(text_file: Path, language: str) -> str | None:
     """What a stamp's description says in `language` ("en": the file's first line); None if not given."""
-    if not text_file.is_file():
-        return None
-    lines = text_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = _lines(text_file)
     if language == "en":
         return lines[0].strip() if lines else None
     prefix = f"{language}.utf8="
@@ -75,7 +81,7 @@ def stamp_descriptions(stamps: Path) -> dict[str, list[Path]]:
             continue
         language = match["language"] or "en"
         text = stamp_text(audio.with_name(f"{match['stamp']}.txt"), language)
-        if text and without_commands({"text": text}, COMMAND_LIKE):
+        if text and not holds_command(text, COMMAND_LIKE):
             kept[language].append(audio)
     return dict(kept)
 
@@ -92,8 +98,8 @@ def game_phrases(voices: Path) -> dict[str, list[Path]]:
 
 def write_joined(recordings: list[Path], target: Path, name: str) -> int:
     """Join `recordings` end to end at 16 kHz into `target/<name>-NNN.flac`, files of about FILE_SECONDS.
-    They are written into a hidden folder beside `target`'s source, which is then renamed: an interrupted
-    run leaves no half-written voice. Returns the number of files."""
+    They are written into a hidden folder at the top of the negatives folder, which is then renamed: an
+    interrupted run leaves no half-written voice. Returns the number of files."""
     chunks: list[list[np.ndarray]] = [[]]
     length = 0
     for path in recordings:
