@@ -176,6 +176,14 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the thresholds, leave the model as it is")
 
 
+def _add_combine(sub) -> None:
+    p = sub.add_parser("combine", help="one ensemble model from models trained apart",
+                       description="Combine checkpoints of the same network and labels, trained with other seeds, "
+                       "into one model that averages their probabilities at every step (export it as any other).")
+    p.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
+    p.add_argument("--out", required=True, type=Path, help="the ensemble checkpoint to write, e.g. runs/ensemble.pt")
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="data set tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -192,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_stream(sub)
     _add_eval_open_set(sub)
     _add_calibrate(sub)
+    _add_combine(sub)
     _add_data(sub)
     return parser
 
@@ -251,6 +260,12 @@ def _run(args) -> int:
         return _eval_open_set(args)
     if args.command == "calibrate":
         return _calibrate(args)
+    if args.command == "combine":
+        from kws.checkpoint import combine_checkpoints
+
+        model, config = combine_checkpoints(args.checkpoints, args.out)
+        print(f"{args.out}: {config.model.members} members, {model.parameter_count:,} parameters")
+        return 0
     if args.command == "data":
         from kws.download import download_speech_commands
 

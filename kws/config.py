@@ -119,8 +119,12 @@ class ModelConfig:
     # word ends, so a stream needs no long memory) or "last" step (bidirectional models use the mean).
     readout: str = "max"
     dropout: float = 0.1  # a training setting only: the weights' shapes do not depend on it
+    # More than 1: an ensemble of this many such LSTMs, each trained on its own, combined by `kws combine`.
+    members: int = 1
 
     def __post_init__(self):
+        if self.members < 1:
+            raise KwsError(f"members must be at least 1, not {self.members}")
         if self.readout not in ("max", "last"):
             raise KwsError(f"readout must be 'max' or 'last', not {self.readout!r}")
         if self.frame_stack < 1 or self.hidden_size < 1 or self.num_layers < 1:

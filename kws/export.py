@@ -27,7 +27,7 @@ import kws
 from kws.checkpoint import atomic_write, fsync, load_checkpoint, model_from_checkpoint, save_checkpoint
 from kws.config import Config
 from kws.errors import KwsError
-from kws.model import KeywordLSTM, clip_logits_from_frames, stack_frames
+from kws.model import KeywordModel, clip_logits_from_frames
 
 TOLERANCE = 1e-3
 # Dynamic int8 quantization moves logits by up to ~0.3 on the shipped model (measured on 400 validation
@@ -56,7 +56,7 @@ class StreamLayout:
 
 
 class WindowGraph(nn.Module):
-    def __init__(self, model: KeywordLSTM):
+    def __init__(self, model: KeywordModel):
         super().__init__()
         self.model = model
 
@@ -65,17 +65,20 @@ class WindowGraph(nn.Module):
 
 
 class StreamGraph(nn.Module):
-    def __init__(self, model: KeywordLSTM):
+    def __init__(self, model: KeywordModel):
         super().__init__()
         self.model = model
 
     def forward(self, audio: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
-        features = stack_frames(self.model.features(audio), self.model.config.frame_stack)
-        hidden, (h, c) = self.model.lstm(features, (h, c))
-        return self.model.head(hidden), h, c
+        return self.model.stream(audio, h, c)
 
 
-def weights_id(model: KeywordLSTM) -> str:
+def state_shape_of(config: Config) -> tuple[int, int, int]:
+    """The streaming model's h and c: [layers, 1, hidden], the members' side by side in an ensemble."""
+    return config.model.num_layers, 1, config.model.members * config.model.hidden_size
+
+
+def weights_id(model: KeywordModel) -> str:
     """A hash of the weights: written into both files of an export, so the runtime can tell a window model
     and a streaming model from different exports apart."""
     digest = hashlib.sha256()
@@ -85,10 +88,10 @@ def weights_id(model: KeywordLSTM) -> str:
     return digest.hexdigest()[:16]
 
 
-def metadata(config: Config, labels: tuple[str, ...], model: KeywordLSTM, layout: StreamLayout,
+def metadata(config: Config, labels: tuple[str, ...], model: KeywordModel, layout: StreamLayout,
              stream_file: str, detection: dict | None = None) -> dict[str, str]:
     """Everything the device needs, as ONNX metadata_props (string values; JSON where structured)."""
-    state_shape = [config.model.num_layers, 1, config.model.hidden_size]
+    state_shape = list(state_shape_of(config))
     return {
         "weights_id": weights_id(model),
         "labels": json.dumps(list(labels)),
@@ -123,7 +126,7 @@ def _export_graph(module: nn.Module, args: tuple, names: tuple[list, list], dyna
     atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
 
 
-def export_models(model: KeywordLSTM, config: Config, labels: tuple[str, ...], out: Path,
+def export_models(model: KeywordModel, config: Config, labels: tuple[str, ...], out: Path,
                   stream_steps: int = 1, detection: dict | None = None) -> tuple[Path, Path]:
     """Write the window model to `out` and the streaming model beside it (NAME.stream.onnx)."""
     model.eval()
@@ -135,7 +138,7 @@ def export_models(model: KeywordLSTM, config: Config, labels: tuple[str, ...], o
     batch = torch.export.Dim("batch", min=1)
     _export_graph(WindowGraph(model), (torch.zeros(2, config.features.clip_samples),), (["audio"], ["logits"]),
                   {"audio": {0: batch}}, props | {"role": "window"}, out)
-    h, c = (torch.zeros(config.model.num_layers, 1, config.model.hidden_size) for _ in range(2))
+    h, c = (torch.zeros(state_shape_of(config)) for _ in range(2))
     # h and c must be distinct tensors: the exporter wires one tensor passed twice to both LSTM inputs.
     _export_graph(StreamGraph(model), (torch.zeros(1, layout.chunk_samples), h, c),
                   (["audio", "h", "c"], ["logits", "h_out", "c_out"]), None, props | {"role": "stream"}, stream_path)
@@ -189,7 +192,7 @@ def run_stream(session, layout: StreamLayout, state_shape, audio: np.ndarray) ->
     return np.concatenate(outputs)
 
 
-def verify(model: KeywordLSTM, config: Config, window_path: Path, stream_path: Path, waveforms: torch.Tensor,
+def verify(model: KeywordModel, config: Config, window_path: Path, stream_path: Path, waveforms: torch.Tensor,
            stream_clips: int = 32, tolerance: float | None = None, mismatch_share: float = 0.0) -> Parity:
     """Compare both ONNX models with PyTorch on real clips; `tolerance` on logits, default TOLERANCE."""
     with torch.no_grad():

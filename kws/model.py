@@ -1,6 +1,9 @@
-"""KeywordLSTM: MFCC -> per-coefficient normalisation -> LSTM -> linear head, logits for every frame."""
+"""KeywordLSTM: MFCC -> per-coefficient normalisation -> LSTM -> linear head, logits for every frame;
+and KeywordEnsemble: several of them on one MFCC front end, their probabilities averaged at every step."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 from torch import nn
@@ -40,9 +43,12 @@ class KeywordLSTM(nn.Module):
         self.feature_mean.copy_(mean)
         self.feature_std.copy_(std.clamp_min(1e-3))
 
+    def normalise(self, mfcc: torch.Tensor) -> torch.Tensor:
+        return (mfcc - self.feature_mean) / self.feature_std
+
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """[batch, samples] -> normalised MFCC [batch, frames, n_mfcc]."""
-        return (self.front_end(audio) - self.feature_mean) / self.feature_std
+        return self.normalise(self.front_end(audio))
 
     def classify_frames(self, features: torch.Tensor) -> torch.Tensor:
         """[batch, frames, n_mfcc] -> logits [batch, frames // frame_stack, n_labels]."""
@@ -52,6 +58,15 @@ class KeywordLSTM(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.classify_frames(self.features(audio))
 
+    def step(self, features: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        """Streaming: normalised MFCC of new audio [1, frames, n_mfcc] and the LSTM state (h, c) ->
+        logits [1, frames // frame_stack, n_labels] and the new state."""
+        hidden, (h, c) = self.lstm(stack_frames(features, self.config.frame_stack), (h, c))
+        return self.head(hidden), h, c
+
+    def stream(self, audio: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        return self.step(self.features(audio), h, c)
+
     def clip_logits(self, audio: torch.Tensor) -> torch.Tensor:
         """[batch, samples] -> [batch, n_labels]: the last frame's logits (whole-clip mean if bidirectional)."""
         return clip_logits_from_frames(self(audio), self.config)
@@ -59,6 +74,53 @@ class KeywordLSTM(nn.Module):
     @property
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class KeywordEnsemble(nn.Module):
+    """`config.members` KeywordLSTMs of one shape, trained apart (other seeds), on one MFCC front end; their
+    logits are averaged at every step (a geometric mean of their probabilities). Each member's false
+    alarms on speech it never heard are largely its own, so the average fires far less often than either
+    member; the words they all hear they still agree on.
+
+    Same interface as KeywordLSTM, so it exports, streams and reads a clip as one model does. The
+    streaming state is the members' states side by side: h, c [layers, 1, members * hidden_size]."""
+
+    def __init__(self, n_labels: int, features: FeatureConfig, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        member = dataclasses.replace(config, members=1)
+        self.members = nn.ModuleList(KeywordLSTM(n_labels, features, member) for _ in range(config.members))
+
+    @staticmethod
+    def _average(logits: list[torch.Tensor]) -> torch.Tensor:
+        # Logits, not probabilities: a clip is read as the max of its step logits, and log-probabilities
+        # (all at most 0) would let whichever class is certain anywhere in the clip, silence, win it.
+        return torch.stack(logits).mean(dim=0)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        mfcc = self.members[0].front_end(audio)  # the same settings in every member: computed once
+        return self._average([m.classify_frames(m.normalise(mfcc)) for m in self.members])
+
+    def stream(self, audio: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        mfcc = self.members[0].front_end(audio)
+        outputs = [m.step(m.normalise(mfcc), member_h, member_c) for m, member_h, member_c in
+                   zip(self.members, h.chunk(len(self.members), dim=2), c.chunk(len(self.members), dim=2))]
+        logits, hs, cs = zip(*outputs)
+        return self._average(list(logits)), torch.cat(hs, dim=2), torch.cat(cs, dim=2)
+
+    def clip_logits(self, audio: torch.Tensor) -> torch.Tensor:
+        return clip_logits_from_frames(self(audio), self.config)
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+KeywordModel = KeywordLSTM | KeywordEnsemble
+
+
+def build_model(n_labels: int, features: FeatureConfig, config: ModelConfig) -> KeywordModel:
+    return KeywordEnsemble(n_labels, features, config) if config.members > 1 else KeywordLSTM(n_labels, features, config)
 
 
 def clip_logits_from_frames(frame_logits: torch.Tensor, config: ModelConfig) -> torch.Tensor:

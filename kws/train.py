@@ -170,6 +170,9 @@ def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> dic
     # Rebuilding the start model checks its weights against its config; it also draws its own initial
     # weights from the global generator, which keeps the runs that start here reproducible as before.
     start, start_config, start_labels = model_from_checkpoint(load_checkpoint(path), path)
+    if start_config.model.members > 1:
+        raise KwsError(f"{path} is an ensemble of {start_config.model.members} models; fine-tune one of its "
+                       "members and combine again")
     if start_labels != labels:
         raise KwsError(f"{path} knows {', '.join(start_labels)}, but this run's labels are {', '.join(labels)}; "
                        "fine-tune only on the same words (or start without --init-from)")
