@@ -54,6 +54,12 @@ def test_labels_agree_across_files():
     assert json.loads(stream["labels"]) == labels
 
 
+def test_the_shipped_model_is_compact():
+    """At most 250K parameters, all members of an ensemble together."""
+    meta = {p.key: p.value for p in onnx.load(str(MODEL)).metadata_props}
+    assert 0 < int(meta["parameter_count"]) <= 250_000
+
+
 @pytest.mark.parametrize("word", ["yes", "no", "up", "down", "left", "right", "stop", "go"])
 def test_each_command_clip_is_heard_by_default(word):
     path, _ = _clip(word)

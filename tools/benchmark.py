@@ -58,7 +58,7 @@ def _torch(checkpoint: Path, audio: np.ndarray, streaming: bool) -> dict:
 
     torch.set_num_threads(1)
     from kws.checkpoint import load_checkpoint, model_from_checkpoint
-    from kws.export import StreamGraph, StreamLayout
+    from kws.export import StreamGraph, StreamLayout, state_shape_of
 
     model, config, _ = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
     layout = StreamLayout.of(config, 1)
@@ -67,7 +67,7 @@ def _torch(checkpoint: Path, audio: np.ndarray, streaming: bool) -> dict:
     with torch.inference_mode():
         if streaming:  # the same O(chunk) scheme as the ONNX streaming model
             graph = StreamGraph(model).eval()
-            h = torch.zeros(config.model.num_layers, 1, config.model.hidden_size)
+            h = torch.zeros(state_shape_of(config))
             c = torch.zeros_like(h)
             for start in range(0, len(samples) - layout.chunk_samples + 1, layout.step_samples):
                 _, h, c = graph(samples[None, start:start + layout.chunk_samples], h, c)
