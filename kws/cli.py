@@ -179,7 +179,7 @@ def _add_calibrate(sub) -> None:
 def _add_combine(sub) -> None:
     p = sub.add_parser("combine", help="one ensemble model from models trained apart",
                        description="Combine checkpoints of the same network and labels, trained with other seeds, "
-                       "into one model that averages their probabilities at every step (export it as any other).")
+                       "into one model that averages their logits at every step (export it as any other).")
     p.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
     p.add_argument("--out", required=True, type=Path, help="the ensemble checkpoint to write, e.g. runs/ensemble.pt")
 

@@ -1,5 +1,5 @@
 """KeywordLSTM: MFCC -> per-coefficient normalisation -> LSTM -> linear head, logits for every frame;
-and KeywordEnsemble: several of them on one MFCC front end, their probabilities averaged at every step."""
+and KeywordEnsemble: several of them on one MFCC front end, their logits averaged at every step."""
 
 from __future__ import annotations
 
@@ -12,7 +12,21 @@ from kws.config import FeatureConfig, ModelConfig
 from kws.features import MfccFrontEnd
 
 
-class KeywordLSTM(nn.Module):
+class _FrameModel(nn.Module):
+    """What every keyword model reads off its per-frame logits (`forward`): a clip's logits, its size."""
+
+    config: ModelConfig
+
+    def clip_logits(self, audio: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] -> [batch, n_labels]: the last frame's logits (whole-clip mean if bidirectional)."""
+        return clip_logits_from_frames(self(audio), self.config)
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class KeywordLSTM(_FrameModel):
     """Raw audio [batch, samples] -> per-frame logits [batch, frames, n_labels].
 
     The unidirectional model's logits at frame t depend only on audio up to t, so the same weights can
@@ -67,16 +81,9 @@ class KeywordLSTM(nn.Module):
     def stream(self, audio: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
         return self.step(self.features(audio), h, c)
 
-    def clip_logits(self, audio: torch.Tensor) -> torch.Tensor:
-        """[batch, samples] -> [batch, n_labels]: the last frame's logits (whole-clip mean if bidirectional)."""
-        return clip_logits_from_frames(self(audio), self.config)
-
-    @property
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
-class KeywordEnsemble(nn.Module):
+class KeywordEnsemble(_FrameModel):
     """`config.members` KeywordLSTMs of one shape, trained apart (other seeds), on one MFCC front end; their
     logits are averaged at every step (a geometric mean of their probabilities). Each member's false
     alarms on speech it never heard are largely its own, so the average fires far less often than either
@@ -107,13 +114,6 @@ class KeywordEnsemble(nn.Module):
                    zip(self.members, h.chunk(len(self.members), dim=2), c.chunk(len(self.members), dim=2))]
         logits, hs, cs = zip(*outputs)
         return self._average(list(logits)), torch.cat(hs, dim=2), torch.cat(cs, dim=2)
-
-    def clip_logits(self, audio: torch.Tensor) -> torch.Tensor:
-        return clip_logits_from_frames(self(audio), self.config)
-
-    @property
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 KeywordModel = KeywordLSTM | KeywordEnsemble

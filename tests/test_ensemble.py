@@ -1,6 +1,7 @@
 """`kws combine`: models trained apart, averaged at every step, exported and streamed as one model."""
 
 import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -35,7 +36,7 @@ def members(tmp_path_factory, tiny_data):
 
 def test_the_ensemble_averages_its_members_logits_at_every_step(members, tmp_path):
     a, b, _ = members
-    ensemble, config = combine_checkpoints([a, b], tmp_path / "ensemble.pt")
+    combine_checkpoints([a, b], tmp_path / "ensemble.pt")
     loaded, loaded_config, labels = model_from_checkpoint(load_checkpoint(tmp_path / "ensemble.pt"))
     assert isinstance(loaded, KeywordEnsemble) and loaded_config.model.members == 2
     models = [model_from_checkpoint(load_checkpoint(path))[0] for path in (a, b)]
