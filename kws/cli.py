@@ -41,6 +41,8 @@ _OVERRIDES = {
     "hard_negative_boost": ("data", "hard_negative_boost", float),
     "select_by": ("train", "select_by", str),
     "speech_gaps": ("train", "speech_gaps", float),
+    "distill_weight": ("train", "distill_weight", float),
+    "distill_temperature": ("train", "distill_temperature", float),
 }
 _DEFAULTS = {"features": FeatureConfig(), "train": TrainConfig(), "model": ModelConfig(), "data": DataConfig(), "augment": AugmentConfig()}
 
@@ -72,6 +74,9 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from these weights (same words and network), e.g. to fine-tune models/kws.pt")
+    p.add_argument("--teacher", type=Path, default=None, metavar="CHECKPOINT",
+                   help="a model (e.g. an ensemble from kws combine) whose per-step scores this run learns to "
+                        "follow, with --distill-weight; same words and features")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
 
 
@@ -233,7 +238,7 @@ def _run(args) -> int:
 
         train(args.data, args.out, _train_config(args), resume=args.resume,
               progress=not args.no_progress and sys.stderr.isatty(), init_from=args.init_from,
-              negatives=tuple(args.negatives))
+              negatives=tuple(args.negatives), teacher=args.teacher)
         return 0
     if args.command == "eval":
         from kws.evaluate import evaluate_checkpoint

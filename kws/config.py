@@ -150,10 +150,18 @@ class TrainConfig:
     # Which epoch becomes best.pt: "accuracy" on the validation clips, or "open-set": the mean of that and
     # the share of the validation other speech (kws train --negatives) called silence or unknown.
     select_by: str = "accuracy"
+    # With a teacher (kws train --teacher, e.g. an ensemble from kws combine): add this weight times the
+    # KL divergence from the teacher's per-step label distribution to the model's, at this temperature.
+    # The steps between words are where a model's false alarms come from, and where an ensemble's
+    # averaged scores stay low; this teaches one network of the shipped size to follow them.
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
 
     def __post_init__(self):
         if self.select_by not in ("accuracy", "open-set"):
             raise KwsError(f"select_by must be 'accuracy' or 'open-set', not {self.select_by!r}")
+        if self.distill_weight < 0 or self.distill_temperature <= 0:
+            raise KwsError("distill_weight must be at least 0 and distill_temperature more than 0")
 
     def clips_per_sequence(self, features: FeatureConfig) -> int:
         """Clips in one training sequence; the rest of it (one clip's length or more) is gaps."""

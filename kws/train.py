@@ -31,7 +31,7 @@ from kws.data import (SplitAudio, draw_examples, epoch_size, fixed_examples, lab
                       resolve_keywords, scan)
 from kws.errors import KwsError
 from kws.evaluate import EvalReport, predict
-from kws.model import KeywordLSTM, clip_logits_from_frames, clip_steps
+from kws.model import KeywordLSTM, KeywordModel, clip_logits_from_frames, clip_steps
 from kws.train_sequences import FIRST_KEYWORD, make_sequences, sequence_loss, window_max
 
 LAST, BEST = "last.pt", "best.pt"
@@ -73,16 +73,30 @@ def _normalisation(model: KeywordLSTM, audio: SplitAudio) -> tuple[torch.Tensor,
     return frames.mean(dim=0), frames.std(dim=0)
 
 
-def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
+def _distillation(logits: torch.Tensor, teacher_logits: torch.Tensor, config: Config) -> torch.Tensor:
+    """KL divergence from the teacher's label distribution to the model's, averaged over what is read (clips
+    or steps). Scaled by the temperature squared, so its gradient keeps its size whatever the temperature."""
+    temperature = config.train.distill_temperature
+    target = torch.log_softmax(teacher_logits / temperature, dim=-1)
+    predicted = torch.log_softmax(logits / temperature, dim=-1)
+    divergence = F.kl_div(predicted, target, reduction="none", log_target=True).sum(dim=-1)
+    return divergence.mean() * temperature**2
+
+
+def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator, teacher=None):
     """Loss and (correct, counted) on single aligned clips."""
     waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
     features = spec_mask(model.features(waveforms), config.augment, config.features, generator)
     logits = clip_logits_from_frames(model.classify_frames(features), config.model)
     loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
+    if teacher is not None:  # the teacher hears the audio without the model's spectrogram masks
+        with torch.no_grad():
+            teacher_logits = teacher.clip_logits(waveforms)
+        loss = loss + config.train.distill_weight * _distillation(logits, teacher_logits, config)
     return loss, int((logits.argmax(dim=1) == labels).sum()), len(labels)
 
 
-def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
+def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator, teacher=None):
     """Loss and (correct, counted) on clips placed in sequences; steps with one allowed label are counted."""
     window = clip_steps(config.features, config.model)
     clips = perturb(waveforms, config.augment, config.features, generator)
@@ -95,12 +109,17 @@ def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, 
     if (batch.clip_labels >= 0).any():  # sequences that open with a whole clip also learn to classify it
         loss = loss + F.cross_entropy(logits[:, window - 1], batch.clip_labels,
                                       label_smoothing=config.train.label_smoothing)
+    if teacher is not None:  # every step as the runtime reads it: the teacher's scores where no word is
+        with torch.no_grad():
+            teacher_logits = window_max(teacher(mixed), window)
+        loss = loss + config.train.distill_weight * _distillation(logits, teacher_logits, config)
     single = allowed.sum(dim=2) == 1
     correct = allowed.gather(2, logits.argmax(dim=2, keepdim=True)).squeeze(2) & single
     return loss, int(correct.sum()), int(single.sum())
 
 
-def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int, progress: bool):
+def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int, progress: bool,
+                 teacher: KeywordModel | None = None):
     generator = _epoch_generator(config, epoch)
     examples = draw_examples(audio, config.data, generator)
     step = _sequence_step if config.train.sequence_ms else _clip_step
@@ -110,7 +129,7 @@ def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config,
                leave=False, disable=not progress, unit="batch")
     for batch in bar:
         waveforms, labels = make_batch(audio, batch, config, generator, training=True)
-        loss, batch_correct, counted = step(model, waveforms, labels, audio, config, generator)
+        loss, batch_correct, counted = step(model, waveforms, labels, audio, config, generator, teacher)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip_norm)
@@ -185,6 +204,22 @@ def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> dic
     return start.state_dict()
 
 
+def _load_teacher(path: Path, config: Config, labels: tuple[str, ...]) -> KeywordModel:
+    """The model whose step scores this run learns to follow: same labels, and the same audio steps."""
+    teacher, teacher_config, teacher_labels = model_from_checkpoint(load_checkpoint(path), path)
+    if teacher_labels != labels:
+        raise KwsError(f"teacher {path} knows {', '.join(teacher_labels)}, but this run's labels are "
+                       f"{', '.join(labels)}")
+    changed = [name for name in teacher_config.differences(config)
+               if name.startswith("features.") or name in ("model.frame_stack", "model.bidirectional")]
+    if changed:
+        raise KwsError(f"teacher {path} hears audio in other steps ({', '.join(changed)} differ); "
+                       "a teacher needs this run's features and frame stack")
+    teacher.eval()  # no dropout: the teacher's scores are the ones it gives in use
+    teacher.requires_grad_(False)
+    return teacher
+
+
 def _add_other_speech(audio: SplitAudio, folders: tuple[Path, ...], config: Config,
                       echo) -> tuple[SplitAudio, torch.Tensor]:
     """The training clips with the other speech's training part as unknown, and its validation part
@@ -219,9 +254,11 @@ def _boost_hard_negatives(audio: SplitAudio, start: KeywordLSTM, boost: float, e
 
 def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
           progress: bool = True, echo: Callable[[str], None] | None = None,
-          init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = ()) -> TrainResult:
+          init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = (),
+          teacher: str | Path | None = None) -> TrainResult:
     """Train from scratch, from the weights in `init_from` (fine-tuning), or on from `run_dir/last.pt`.
-    `negatives`: folders of other speech (kws.other_speech) whose training parts are added as unknown."""
+    `negatives`: folders of other speech (kws.other_speech) whose training parts are added as unknown.
+    `teacher`: a checkpoint whose step scores the model also learns (with config.train.distill_weight)."""
     echo = echo or (lambda line: print(line, flush=True))  # flushed: logs are often piped to a file
     run_dir = Path(run_dir)
     index = scan(data_dir, config.data)
@@ -243,6 +280,8 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     if config.data.hard_negative_boost > 0 and init_from is None:
         raise KwsError("--hard-negative-boost needs --init-from (also with --resume): the model whose mistakes "
                        "are drawn more often")
+    if (teacher is None) != (config.train.distill_weight == 0):
+        raise KwsError("--teacher and --distill-weight go together: the model to learn from, and how much")
     if config.train.select_by == "open-set" and not negatives:
         raise KwsError("--select-by open-set needs --negatives: the other speech whose validation part it rejects")
 
@@ -270,6 +309,13 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
         model.set_normalisation(*_normalisation(model, train_audio))
     else:
         model, _, _ = model_from_checkpoint(state, run_dir / LAST)
+    teacher_model = None
+    if teacher is not None:
+        teacher_model = _load_teacher(Path(teacher), config, labels)
+        echo(f"teacher: {teacher}, {teacher_model.parameter_count:,} parameters, KL weight "
+             f"{config.train.distill_weight:g} at temperature {config.train.distill_temperature:g}")
+        if state is not None and state.get("teacher") not in (None, str(teacher)):
+            raise KwsError(f"{run_dir / LAST} was trained with teacher {state['teacher']}; resume with the same one")
     size_kb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1024
     echo(f"model: KeywordLSTM, {model.parameter_count:,} parameters ({size_kb:.0f} KiB float32)")
     here = arithmetic()
@@ -294,7 +340,8 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
 
     for epoch in range(start_epoch, config.train.epochs):
         epoch_start = time.monotonic()
-        train_loss, train_acc = _train_epoch(model, optimizer, scheduler, train_audio, config, epoch, progress)
+        train_loss, train_acc = _train_epoch(model, optimizer, scheduler, train_audio, config, epoch, progress,
+                                             teacher_model)
         val_logits = predict(model, val_waveforms)
         val_loss = float(F.cross_entropy(val_logits, val_labels))
         val_acc = float((val_logits.argmax(dim=1) == val_labels).float().mean())
@@ -314,7 +361,8 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
         checkpoint = {"config": config.to_dict(), "labels": list(labels), "model": model.state_dict(),
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "epoch": epoch + 1, "best_score": best, "best_accuracy": best_accuracy, "history": history,
-                      "parameter_count": model.parameter_count, "arithmetic": here}
+                      "parameter_count": model.parameter_count, "arithmetic": here,
+                      "teacher": None if teacher is None else str(teacher)}
         if improved:
             save_checkpoint(run_dir / BEST, checkpoint)
         save_checkpoint(run_dir / LAST, checkpoint)  # last, so a resume never lacks the best it recorded
