@@ -152,8 +152,8 @@ class TrainConfig:
     select_by: str = "accuracy"
     # With a teacher (kws train --teacher, e.g. an ensemble from kws combine): add this weight times the
     # KL divergence from the teacher's per-step label distribution to the model's, at this temperature.
-    # The steps between words are where a model's false alarms come from, and where an ensemble's
-    # averaged scores stay low; this teaches one network of the shipped size to follow them.
+    # Measured (models/MODEL_CARD.md): taught by three combined seeds, clip accuracy rose on every seed,
+    # false alarms on held-out speech did not fall.
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
 
