@@ -183,38 +183,45 @@ def _start_state(run_dir: Path, config: Config, resume: bool) -> dict | None:
     return state
 
 
+def _checked_model(path: Path, config: Config, labels: tuple[str, ...], name: str, must_match,
+                   mismatch: str) -> tuple[KeywordModel, Config]:
+    """A trained model this run builds on (`name` says how, for messages): it must know this run's labels,
+    and every setting for which `must_match(setting)` holds must be this run's; `mismatch` says what to do
+    when not."""
+    model, model_config, model_labels = model_from_checkpoint(load_checkpoint(path), path)
+    if model_labels != labels:
+        raise KwsError(f"{name} {path} knows {', '.join(model_labels)}, but this run's labels are "
+                       f"{', '.join(labels)}; {mismatch}")
+    changed = [setting for setting in model_config.differences(config) if must_match(setting)]
+    if changed:
+        raise KwsError(f"{name} {path}: {', '.join(changed)} differ; {mismatch}")
+    return model, model_config
+
+
 def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """A trained model's weights to start from (fine-tuning), checked to be the same network with the same
     labels. Only the weights carry over: this run's dropout applies to them."""
     # Rebuilding the start model checks its weights against its config; it also draws its own initial
     # weights from the global generator, which keeps the runs that start here reproducible as before.
-    start, start_config, start_labels = model_from_checkpoint(load_checkpoint(path), path)
+    # Dropout is left free: fine-tuning may regularise more or less than the run it starts from. An ensemble
+    # is refused below, with its own advice.
+    start, start_config = _checked_model(
+        path, config, labels, "--init-from",
+        lambda setting: (setting.startswith(("model.", "features."))
+                         and setting not in ("model.dropout", "model.members")),
+        "fine-tune only the same network on the same words (or start without --init-from)")
     if start_config.model.members > 1:
         raise KwsError(f"{path} is an ensemble of {start_config.model.members} models; fine-tune one of its "
                        "members and combine again")
-    if start_labels != labels:
-        raise KwsError(f"{path} knows {', '.join(start_labels)}, but this run's labels are {', '.join(labels)}; "
-                       "fine-tune only on the same words (or start without --init-from)")
-    # Dropout is left free: fine-tuning may regularise more or less than the run it starts from.
-    changed = [name for name in start_config.differences(config)
-               if name.startswith(("model.", "features.")) and name != "model.dropout"]
-    if changed:
-        raise KwsError(f"{path} is another network ({', '.join(changed)} differ); use its settings or start "
-                       "without --init-from")
     return start.state_dict()
 
 
 def _load_teacher(path: Path, config: Config, labels: tuple[str, ...]) -> KeywordModel:
     """The model whose step scores this run learns to follow: same labels, and the same audio steps."""
-    teacher, teacher_config, teacher_labels = model_from_checkpoint(load_checkpoint(path), path)
-    if teacher_labels != labels:
-        raise KwsError(f"teacher {path} knows {', '.join(teacher_labels)}, but this run's labels are "
-                       f"{', '.join(labels)}")
-    changed = [name for name in teacher_config.differences(config)
-               if name.startswith("features.") or name in ("model.frame_stack", "model.bidirectional")]
-    if changed:
-        raise KwsError(f"teacher {path} hears audio in other steps ({', '.join(changed)} differ); "
-                       "a teacher needs this run's features and frame stack")
+    teacher, _ = _checked_model(
+        path, config, labels, "teacher",
+        lambda setting: setting.startswith("features.") or setting in ("model.frame_stack", "model.bidirectional"),
+        "a teacher needs this run's labels, features and frame stack")
     teacher.eval()  # no dropout: the teacher's scores are the ones it gives in use
     teacher.requires_grad_(False)
     return teacher
