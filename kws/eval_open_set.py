@@ -33,8 +33,8 @@ from kws.data import AUDIO_SUFFIXES, held_out_word, load_audio, load_split, scan
 from kws.errors import KwsError
 from kws.evaluate import load_predictor
 from kws.eval_audio import Piece, build_mixed_stream
-from kws.eval_scoring import StepScores, detect, run_model, score_events
-from kws.eval_stream import report
+from kws.eval_scoring import StepScores, detect, miss_causes, run_model, score_events
+from kws.eval_stream import misses_line, report
 from kws.other_speech import OPUS_SUFFIXES, Recording, loudest_window, scan_other_speech
 
 SPEECH_GAP_S = (0.2, 1.0)  # between isolated words played one after another
@@ -207,6 +207,7 @@ def open_set_report(scores: OpenSetScores, settings: DetectorSettings | None = N
     }
     stream_result = score_events(detect(scores.stream, settings), scores.stream_words, scores.stream.seconds)
     stream = report(stream_result, settings, scores.stream.keywords)
+    stream["overall"]["missed_because"] = miss_causes(scores.stream, stream_result.missed_words, settings)
     stream["other_words"] = sum(not w.is_keyword for w in scores.stream_words)
     return {"speech": speech, "words_in_a_row": words_in_a_row, "words": words, "stream": stream}
 
@@ -240,5 +241,6 @@ def table(figures: dict) -> str:
     lines += [f"commands among other speech ({figures['stream']['hours'] * 60:.1f} min, {stream['spoken']} commands, "
               f"{figures['stream']['other_words']} other words and stretches of speech):",
               f"  matched {stream['matched_percent']:.1f}%, wrong label {stream['wrong_percent']:.1f}%, "
-              f"{stream['false_alarms_per_hour']:.1f} false alarms per hour"]
+              f"{stream['false_alarms_per_hour']:.1f} false alarms per hour",
+              f"  {misses_line(stream)}"]
     return "\n".join(lines)

@@ -52,6 +52,7 @@ class StreamScore:
     false_alarms: int  # events where no keyword was spoken (silence, noise, other words), or a second event
     hours: float
     per_label: dict[str, LabelScore] = field(default_factory=dict)
+    missed_words: tuple[Word, ...] = ()  # the keywords no event answered
 
     @property
     def false_alarms_per_hour(self) -> float:
@@ -101,7 +102,8 @@ def score_events(events: list[tuple[str, float]], words: list[Word], seconds: fl
     matched = sum(s.matched for s in scores.values())
     wrong = sum(s.wrong for s in scores.values())
     return StreamScore(len(keywords), matched, wrong, len(keywords) - matched - wrong,
-                       sum(false_alarms.values()), seconds / 3600, scores)
+                       sum(false_alarms.values()), seconds / 3600, scores,
+                       tuple(word for i, word in enumerate(keywords) if i not in answer))
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,33 @@ def detect(scores: StepScores, settings: DetectorSettings) -> list[tuple[str, fl
         if detection is not None:
             events.append((detection.label, detection.time_s))
     return events
+
+
+def miss_causes(scores: StepScores, missed: tuple[Word, ...], settings: DetectorSettings,
+                late_s: float = 1.0) -> dict[str, int]:
+    """Why each missed keyword was missed, from the steps between its start and `late_s` after its end:
+    - "never_scored": its label's step score never reached its threshold: the model did not hear it, and
+      no smoothing or detector rule can recover it;
+    - "not_held": a step score reached it, its average over `average_ms` did not: the smoothing lost it;
+    - "suppressed": the average reached it too, but too soon after another event (suppression, or the
+      label had not re-armed): the detector's rules lost it.
+    The slower sustained rule, where set, is not replayed: a word it would have caught counts by the
+    quick rule."""
+    window = max(1, int(round(settings.average_ms / 1000 / scores.step_s)))
+    causes = {"never_scored": 0, "not_held": 0, "suppressed": 0}
+    for word in missed:
+        label = scores.labels.index(word.label)
+        threshold = settings.threshold_of(word.label)
+        step = scores.probabilities[:, label]
+        average = np.convolve(step, np.ones(window) / window)[: len(step)]  # each step's mean of the last `window`
+        reach = (scores.times_s >= word.start_s) & (scores.times_s <= word.end_s + late_s)
+        if not (step[reach] >= threshold).any():
+            causes["never_scored"] += 1
+        elif not (average[reach] >= threshold).any():
+            causes["not_held"] += 1
+        else:
+            causes["suppressed"] += 1
+    return causes
 
 
 def sweep(scores: StepScores, words: list[Word], thresholds) -> list[StreamScore]:

@@ -12,7 +12,8 @@ import numpy as np
 
 from edge.detect import DetectorSettings
 from kws.eval_plots import plot_det, plot_timeline
-from kws.eval_scoring import LabelScore, StepScores, StreamScore, Word, detect, run_model, score_events, sweep
+from kws.eval_scoring import (LabelScore, StepScores, StreamScore, Word, detect, miss_causes, run_model, score_events,
+                              sweep)
 
 
 # Thresholds a DET curve shows (above 0.95 a word's score can dip under the threshold and come back within
@@ -89,7 +90,17 @@ def table(figures: dict) -> str:
         lines.append(f"{label:<10} {threshold:>5} {row['spoken']:>6} {pct(row['matched_percent']):>8} "
                      f"{pct(row['wrong_percent']):>6} {row['false_alarms_per_hour']:>6.1f} "
                      f"{secs(row['latency']['median_s']):>11} / {secs(row['latency']['p90_s'])}")
+    if "missed_because" in figures["overall"]:
+        lines.append(misses_line(figures["overall"]))
     return "\n".join(lines)
+
+
+def misses_line(overall: dict) -> str:
+    """Where the misses come from: the model, the smoothing, or the detector's rules (`miss_causes`)."""
+    causes = overall["missed_because"]
+    return (f"missed {overall['missed']}: {causes['never_scored']} never scored the threshold at any step (the model), "
+            f"{causes['not_held']} not for the averaging window (smoothing), {causes['suppressed']} too close to "
+            "another event (detector)")
 
 
 def save_json(path: Path, figures: dict) -> None:
@@ -112,7 +123,9 @@ def evaluate_stream(model: str | Path, audio: np.ndarray, words: list[Word], out
     scores = run_model(model, audio, progress, streaming)
     settings = scores.settings if threshold is None else scores.settings.with_threshold(threshold)
     events = detect(scores, settings)
-    figures = report(score_events(events, words, scores.seconds), settings, scores.keywords)
+    result = score_events(events, words, scores.seconds)
+    figures = report(result, settings, scores.keywords)
+    figures["overall"]["missed_because"] = miss_causes(scores, result.missed_words, settings)
     files: list[Path] = []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from edge.runtime import Recognizer
 from kws.cli import main
 from kws.calibrate import calibrate, write_thresholds
 from kws.eval_audio import read_truth, write_truth
-from kws.eval_scoring import StepScores, Word, detect, score_events
-from kws.eval_stream import describe, report, table
+from kws.eval_scoring import StepScores, Word, detect, miss_causes, score_events
+from kws.eval_stream import describe, misses_line, report, table
 
 LABELS = ("_silence_", "_unknown_", "yes", "no", "up", "go")
 STEP_S = 0.03
@@ -65,6 +65,25 @@ def test_detection_on_known_scores_gives_the_expected_counts():
     assert list(figures["per_keyword"]) == ["yes", "no", "up", "go"]
     assert figures["per_keyword"]["up"]["wrong"] == 1
     assert "all" in table(figures).splitlines()[-1]
+
+
+def test_each_miss_is_put_down_to_the_model_the_smoothing_or_the_detector():
+    scores = _scores([("yes", 1.5, 0.6),  # never scores 0.8: the model's miss
+                      ("up", 13.5, 0.95),  # matched: not a miss at all
+                      ("go", 8.9, 0.95)], seconds=20.0)
+    scores.probabilities[int(5.6 / STEP_S), scores.labels.index("no")] = 0.95  # one step: not its 90 ms average
+    words = [Word("yes", 1.0, 1.5), Word("no", 5.0, 5.5), Word("up", 13.0, 13.5)]
+    result = score_events(detect(scores, scores.settings), words, scores.seconds)
+    assert result.matched == 1 and [w.label for w in result.missed_words] == ["yes", "no"]
+    assert miss_causes(scores, result.missed_words, scores.settings) == {"never_scored": 1, "not_held": 1,
+                                                                         "suppressed": 0}
+    # "go" said twice in a row: the event for the first is too close for the second to fire
+    result = score_events(detect(scores, scores.settings), [Word("go", 8.6, 8.8), Word("go", 9.1, 9.3)],
+                          scores.seconds)
+    assert result.matched == 1 and result.missed_words == (Word("go", 9.1, 9.3),)
+    causes = miss_causes(scores, result.missed_words, scores.settings)
+    assert causes == {"never_scored": 0, "not_held": 0, "suppressed": 1}
+    assert misses_line({"missed": 1, "missed_because": causes}).startswith("missed 1: 0 never scored")
 
 
 @pytest.mark.parametrize("budget", [0.0, 60.0, 600.0])
