@@ -22,6 +22,8 @@ FIGURES = [
     ("stream matched, %", "*.open_set_{split}.json", ("stream", "overall", "matched_percent"), 1.0),
     ("stream wrong label, %", "*.open_set_{split}.json", ("stream", "overall", "wrong_percent"), 1.0),
     ("stream false alarms / h", "*.open_set_{split}.json", ("stream", "overall", "false_alarms_per_hour"), 1.0),
+    ("stream commands the model never scored", "*.open_set_{split}.json",
+     ("stream", "overall", "missed_because", "never_scored"), 1.0),
     ("real speech false alarms / h", "*.open_set_{split}.json", ("speech", "all", "false_alarms_per_hour"), 1.0),
     ("words in a row false alarms / h", "*.open_set_{split}.json", ("words_in_a_row", "all", "false_alarms_per_hour"),
      1.0),
