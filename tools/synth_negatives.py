@@ -248,6 +248,11 @@ def _engine_available(engine: str) -> str | None:
     return None
 
 
+def _spoken(word: str) -> str:
+    """What an engine is asked to say: a keyword like "lights_on" is two words, not "underscore"."""
+    return word.replace("_", " ")
+
+
 def synthesize(engine: str, words: list[str], per_word: int, seed: int, out: Path) -> dict[str, int]:
     """Write one engine's clips under out/<engine>/. Returns counts by outcome; raises SynthError if the
     engine does not work at all."""
@@ -256,13 +261,13 @@ def synthesize(engine: str, words: list[str], per_word: int, seed: int, out: Pat
     with tempfile.TemporaryDirectory(prefix=f"synth-{engine}-") as tmp:
         raws = [Path(tmp) / f"{i}.wav" for i in range(len(plan))]
         if engine == "festival":
-            _festival_batch([(word, v, raw) for (word, _, v, _), raw in zip(plan, raws)], Path(tmp))
+            _festival_batch([(_spoken(word), v, raw) for (word, _, v, _), raw in zip(plan, raws)], Path(tmp))
         for i, ((word, speaker, v, n), raw) in enumerate(zip(plan, raws)):
             try:
                 if engine == "espeak":
-                    _espeak(word, speaker, v, raw)
+                    _espeak(_spoken(word), speaker, v, raw)
                 elif engine == "flite":
-                    _flite(word, speaker, v, raw)
+                    _flite(_spoken(word), speaker, v, raw)
                 outcome = _finish(raw, v, out / engine / word / f"{speaker.voice_id}_nohash_{n}.wav")
             except SynthError as error:
                 if i == 0 or (counts["failed"] > 20 and counts["ok"] == 0):
