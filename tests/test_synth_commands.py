@@ -10,6 +10,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 import synth_commands  # noqa: E402
+import synth_negatives  # noqa: E402
 from kws.data import hash_split, scan  # noqa: E402
 
 
@@ -38,8 +39,8 @@ def _fake_synthesize(engine, words, per_word, seed, out):
 
 def test_synthetic_voices_join_training_only_and_the_real_splits_stay(tmp_path, monkeypatch, capsys):
     data = _data(tmp_path / "data")
-    monkeypatch.setattr(synth_commands, "synthesize", _fake_synthesize)
-    monkeypatch.setattr(synth_commands, "_engine_available", lambda engine: None)
+    monkeypatch.setattr(synth_negatives, "synthesize", _fake_synthesize)
+    monkeypatch.setattr(synth_negatives, "_engine_available", lambda engine: None)
     out = tmp_path / "plus"
     code = synth_commands.main(["--data", str(data), "--out", str(out), "--per-word", "40",
                                 "--engines", "espeak", "--keywords", "yes,no"])

@@ -25,13 +25,11 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kws, for a script run from anywhere
 
-from synth_negatives import (DEFAULT_KEYWORDS, ENGINES, SynthError, _engine_available, _engines,  # noqa: E402
-                             _keywords, synthesize)
+from synth_negatives import DEFAULT_KEYWORDS, ENGINES, _engines, _keywords, synthesize_with  # noqa: E402
 from kws.config import DataConfig  # noqa: E402
 from kws.data import hash_split  # noqa: E402
 
@@ -94,21 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     # Built beside --out and renamed at the end: an interrupted run leaves no half-made data folder.
     building = Path(tempfile.mkdtemp(prefix=f".{args.out.name}-", dir=args.out.parent))
     try:
-        engines_used = []
-        for engine in args.engines:
-            start = time.monotonic()
-            why_not = _engine_available(engine)
-            if why_not is None:
-                try:
-                    counts = synthesize(engine, list(args.keywords), args.per_word, args.seed, building / SYNTHETIC)
-                except SynthError as error:
-                    why_not = str(error)
-            if why_not is not None:
-                print(f"skipping {engine}: {why_not}", file=sys.stderr)
-                continue
-            engines_used.append(engine)
-            print(f"{engine}: {counts['ok']} clips in {time.monotonic() - start:.0f} s "
-                  f"({counts['long']} too long, {counts['silent']} silent, {counts['failed']} failed; dropped)")
+        engines_used = synthesize_with(args.engines, list(args.keywords), args.per_word, args.seed,
+                                       building / SYNTHETIC)
         if not engines_used:
             print("no engine worked; nothing written", file=sys.stderr)
             return 1

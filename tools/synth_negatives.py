@@ -279,6 +279,29 @@ def synthesize(engine: str, words: list[str], per_word: int, seed: int, out: Pat
     return counts
 
 
+def synthesize_with(engines: tuple[str, ...], words: list[str], per_word: int, seed: int,
+                    out: Path) -> list[tuple[str, int, float]]:
+    """`synthesize` with each engine in turn, one line each; an engine that is missing or broken is skipped
+    with its reason. Returns (engine, clips written, seconds) of those that worked."""
+    summary = []
+    for engine in engines:
+        start = time.monotonic()
+        why_not = _engine_available(engine)
+        if why_not is None:
+            try:
+                counts = synthesize(engine, words, per_word, seed, out)
+            except SynthError as error:
+                why_not = str(error)
+        if why_not is not None:
+            print(f"skipping {engine}: {why_not}", file=sys.stderr)
+            continue
+        seconds = time.monotonic() - start
+        summary.append((engine, counts["ok"], seconds))
+        print(f"{engine}: {counts['ok']} clips in {seconds:.0f} s ({counts['long']} over {MAX_S} s, "
+              f"{counts['silent']} silent, {counts['failed']} failed; dropped)")
+    return summary
+
+
 # ---- command line ----
 
 def _words(keywords: tuple[str, ...]) -> list[str]:
@@ -323,22 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     words = _words(args.keywords)
-    summary = []
-    for engine in args.engines:
-        start = time.monotonic()
-        why_not = _engine_available(engine)
-        if why_not is None:
-            try:
-                counts = synthesize(engine, words, args.per_word, args.seed, args.out)
-            except SynthError as error:
-                why_not = str(error)
-        if why_not is not None:
-            print(f"skipping {engine}: {why_not}", file=sys.stderr)
-            continue
-        seconds = time.monotonic() - start
-        summary.append((engine, counts["ok"], seconds))
-        print(f"{engine}: {counts['ok']} clips in {seconds:.0f} s ({counts['long']} over {MAX_S} s, "
-              f"{counts['silent']} silent, {counts['failed']} failed; dropped)")
+    summary = synthesize_with(args.engines, words, args.per_word, args.seed, args.out)
     total = sum(n for _, n, _ in summary)
     print(f"{total} clips of {len(words)} words from {len(summary)} engines in "
           f"{sum(s for *_, s in summary):.0f} s -> {args.out}")
