@@ -17,6 +17,9 @@ from edge.detect import NON_KEYWORDS, Detector, DetectorSettings
 from edge.runtime import Recognizer
 
 
+LATE_S = 1.0  # an event up to this long after a keyword's end still answers it
+
+
 @dataclass(frozen=True)
 class Word:
     label: str  # a keyword, or "_unknown_" for other words
@@ -69,7 +72,7 @@ class StreamScore:
 
 
 def score_events(events: list[tuple[str, float]], words: list[Word], seconds: float,
-                 late_s: float = 1.0) -> StreamScore:
+                 late_s: float = LATE_S) -> StreamScore:
     """Each keyword may be answered by one event between its start and `late_s` after its end. An event
     goes to the earliest unanswered keyword in reach that has its label, else to the earliest one in
     reach (a wrong label); an event with no keyword in reach is a false alarm."""
@@ -156,7 +159,7 @@ def detect(scores: StepScores, settings: DetectorSettings) -> list[tuple[str, fl
 
 
 def miss_causes(scores: StepScores, missed: tuple[Word, ...], settings: DetectorSettings,
-                late_s: float = 1.0) -> dict[str, int]:
+                late_s: float = LATE_S) -> dict[str, int]:
     """Why each missed keyword was missed, from the steps between its start and `late_s` after its end:
     - "never_scored": its label's step score never reached its threshold: the model did not hear it, and
       no smoothing or detector rule can recover it;
@@ -166,16 +169,17 @@ def miss_causes(scores: StepScores, missed: tuple[Word, ...], settings: Detector
     The slower sustained rule, where set, is not replayed: a word it would have caught counts by the
     quick rule."""
     window = max(1, int(round(settings.average_ms / 1000 / scores.step_s)))
+    total = np.cumsum(scores.probabilities, axis=0)
+    before = np.concatenate([np.zeros((window, total.shape[1])), total])[: len(total)]  # sum up to `window` ago
+    average = (total - before) / window  # each step's mean of the last `window` steps
     causes = {"never_scored": 0, "not_held": 0, "suppressed": 0}
     for word in missed:
         label = scores.labels.index(word.label)
         threshold = settings.threshold_of(word.label)
-        step = scores.probabilities[:, label]
-        average = np.convolve(step, np.ones(window) / window)[: len(step)]  # each step's mean of the last `window`
         reach = (scores.times_s >= word.start_s) & (scores.times_s <= word.end_s + late_s)
-        if not (step[reach] >= threshold).any():
+        if not (scores.probabilities[reach, label] >= threshold).any():
             causes["never_scored"] += 1
-        elif not (average[reach] >= threshold).any():
+        elif not (average[reach, label] >= threshold).any():
             causes["not_held"] += 1
         else:
             causes["suppressed"] += 1
