@@ -16,7 +16,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ from kws.errors import KwsError
 from kws.evaluate import EvalReport, predict
 from kws.model import KeywordLSTM, KeywordModel, clip_logits_from_frames, clip_steps
 from kws.train_sequences import FIRST_KEYWORD, make_sequences, sequence_loss, window_max
+
+if TYPE_CHECKING:
+    from kws.other_speech import OtherSpeechClips
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -228,9 +231,9 @@ def _load_teacher(path: Path, config: Config, labels: tuple[str, ...]) -> Keywor
 
 
 def _add_other_speech(audio: SplitAudio, folders: tuple[Path, ...], config: Config,
-                      echo) -> tuple[SplitAudio, torch.Tensor]:
-    """The training clips with the other speech's training part as unknown, and its validation part
-    [clips, clip_samples] for measuring how much of it the model rejects."""
+                      echo) -> tuple[SplitAudio, OtherSpeechClips]:
+    """The training clips with the other speech's training part as unknown, and its validation part,
+    for measuring how much of it the model rejects."""
     from kws.other_speech import load_clips, scan_other_speech, with_other_speech
 
     recordings = tuple(r for folder in folders for r in scan_other_speech(folder, config.data))
@@ -243,7 +246,7 @@ def _add_other_speech(audio: SplitAudio, folders: tuple[Path, ...], config: Conf
     counts = {source: other.sources.count(source) for source in sorted(set(other.sources))}
     echo(f"other speech from {', '.join(map(str, folders))}: {len(other.sources)} training clips as {UNKNOWN} "
          f"({', '.join(f'{source} {n}' for source, n in counts.items())})")
-    validation = torch.from_numpy(load_clips(recordings, "validation", config.features).waveforms)
+    validation = load_clips(recordings, "validation", config.features)
     return with_other_speech(audio, other, config.data.unknown_weighting), validation
 
 
@@ -289,8 +292,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
                        "are drawn more often")
     if (teacher is None) != (config.train.distill_weight == 0):
         raise KwsError("--teacher and --distill-weight go together: the model to learn from, and how much")
-    if config.train.select_by == "open-set" and not negatives:
-        raise KwsError("--select-by open-set needs --negatives: the other speech whose validation part it rejects")
+    if config.train.select_by in ("open-set", "stream") and not negatives:
+        raise KwsError(f"--select-by {config.train.select_by} needs --negatives: the other speech whose "
+                       "validation part it rejects")
 
     started = time.monotonic()
     train_audio = load_split(index, "training", keywords, config)
@@ -302,6 +306,14 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
         train_audio = _boost_hard_negatives(train_audio, start, config.data.hard_negative_boost, echo)
     val_audio = load_split(index, "validation", keywords, config)
     val_waveforms, val_labels = fixed_examples(val_audio, config)
+    selection = None  # the validation stream that picks best.pt with --select-by stream
+    if config.train.select_by == "stream":
+        from kws.train_selection import build_selection_stream, score_stream, stream_figure
+
+        selection = build_selection_stream(val_audio, labels, config, val_other.waveforms, val_other.speech,
+                                           seed=config.train.seed + 1)
+        echo(f"selection stream: {selection.seconds / 60:.0f} min of validation audio, "
+             f"{sum(w.is_keyword for w in selection.words)} commands among other words and speech")
     skipped = len(train_audio.skipped) + len(val_audio.skipped)
     echo(f"data: {len(train_audio.labels)} training and {len(val_audio.labels)} validation clips, "
          f"{len(train_audio.noise) / config.features.sample_rate:.0f} s of training noise, "
@@ -356,10 +368,17 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
                "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5)}
         score = val_acc
         if val_other is not None:
-            rejected = float((predict(model, val_other).argmax(dim=1) < FIRST_KEYWORD).float().mean())
+            other_logits = predict(model, torch.from_numpy(val_other.waveforms))
+            rejected = float((other_logits.argmax(dim=1) < FIRST_KEYWORD).float().mean())
             row["val_other_rejected"] = round(rejected, 5)
             if config.train.select_by == "open-set":
                 score = (val_acc + rejected) / 2
+        if selection is not None:
+            stream = score_stream(model, selection, labels, config)
+            row.update(val_stream_matched=round(stream.matched / max(1, stream.keywords), 5),
+                       val_stream_wrong=round(stream.wrong / max(1, stream.keywords), 5),
+                       val_stream_false_alarms=stream.false_alarms, val_stream_figure=round(stream_figure(stream), 5))
+            score = row["val_stream_figure"]
         history.append({**row, "learning_rate": scheduler.get_last_lr()[0],
                         "seconds": round(time.monotonic() - epoch_start, 1)})
         improved = score > best
@@ -375,6 +394,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
         save_checkpoint(run_dir / LAST, checkpoint)  # last, so a resume never lacks the best it recorded
         _write_metrics(run_dir, history)
         other = f"  other speech rejected {100 * row['val_other_rejected']:5.2f}%" if val_other is not None else ""
+        if selection is not None:
+            other += (f"  stream matched {100 * row['val_stream_matched']:4.1f}% wrong "
+                      f"{100 * row['val_stream_wrong']:3.1f}% false alarms {row['val_stream_false_alarms']}")
         echo(f"epoch {epoch + 1:>3}/{config.train.epochs}  loss {train_loss:.3f}  acc {100 * train_acc:5.2f}%  |  "
              f"val loss {val_loss:.3f}  acc {100 * val_acc:5.2f}%{other}{'  *' if improved else ''}  "
              f"({history[-1]['seconds']:.0f} s)")
