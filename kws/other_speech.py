@@ -25,12 +25,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
 import torch
 
-from kws.config import UNKNOWN, DataConfig, FeatureConfig
+from kws.config import UNKNOWN, Config, DataConfig, FeatureConfig
 from kws.data import AUDIO_SUFFIXES, SplitAudio, hash_split, held_out_word, labels_for, load_audio, speaker_id
 from kws.errors import KwsError
 
@@ -198,3 +199,21 @@ def with_other_speech(audio: SplitAudio, other: OtherSpeechClips, weighting: str
         weights = torch.from_numpy(1.0 / counts[index]).float()
     return SplitAudio(torch.cat([audio.waveforms, torch.from_numpy(other.waveforms)]), labels, audio.noise,
                       audio.skipped + other.skipped, weights, torch.from_numpy(other.speech))
+
+
+def add_other_speech(audio: SplitAudio, folders: tuple[Path, ...], config: Config,
+                     echo: Callable[[str], None]) -> tuple[SplitAudio, OtherSpeechClips]:
+    """The training clips with the other speech's training part as unknown, and its validation part,
+    for measuring how much of it the model rejects."""
+    recordings = tuple(r for folder in folders for r in scan_other_speech(folder, config.data))
+    keywords = set(config.data.keywords or ())
+    said = sorted({r.word for r in recordings if r.word in keywords})
+    if said:  # a folder of other speech that holds this model's own words: they are not "other"
+        echo(f"other speech: leaving out the recordings of {', '.join(said)}, a keyword of this model")
+    recordings = tuple(r for r in recordings if r.word not in keywords)
+    other = load_clips(recordings, "training", config.features)
+    counts = {source: other.sources.count(source) for source in sorted(set(other.sources))}
+    echo(f"other speech from {', '.join(map(str, folders))}: {len(other.sources)} training clips as {UNKNOWN} "
+         f"({', '.join(f'{source} {n}' for source, n in counts.items())})")
+    validation = load_clips(recordings, "validation", config.features)
+    return with_other_speech(audio, other, config.data.unknown_weighting), validation

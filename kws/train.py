@@ -16,7 +16,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +33,6 @@ from kws.errors import KwsError
 from kws.evaluate import EvalReport, predict
 from kws.model import KeywordLSTM, KeywordModel, clip_logits_from_frames, clip_steps
 from kws.train_sequences import FIRST_KEYWORD, make_sequences, sequence_loss, window_max
-
-if TYPE_CHECKING:
-    from kws.other_speech import OtherSpeechClips
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -230,26 +227,6 @@ def _load_teacher(path: Path, config: Config, labels: tuple[str, ...]) -> Keywor
     return teacher
 
 
-def _add_other_speech(audio: SplitAudio, folders: tuple[Path, ...], config: Config,
-                      echo) -> tuple[SplitAudio, OtherSpeechClips]:
-    """The training clips with the other speech's training part as unknown, and its validation part,
-    for measuring how much of it the model rejects."""
-    from kws.other_speech import load_clips, scan_other_speech, with_other_speech
-
-    recordings = tuple(r for folder in folders for r in scan_other_speech(folder, config.data))
-    keywords = set(config.data.keywords or ())
-    said = sorted({r.word for r in recordings if r.word in keywords})
-    if said:  # a folder of other speech that holds this model's own words: they are not "other"
-        echo(f"other speech: leaving out the recordings of {', '.join(said)}, a keyword of this model")
-    recordings = tuple(r for r in recordings if r.word not in keywords)
-    other = load_clips(recordings, "training", config.features)
-    counts = {source: other.sources.count(source) for source in sorted(set(other.sources))}
-    echo(f"other speech from {', '.join(map(str, folders))}: {len(other.sources)} training clips as {UNKNOWN} "
-         f"({', '.join(f'{source} {n}' for source, n in counts.items())})")
-    validation = load_clips(recordings, "validation", config.features)
-    return with_other_speech(audio, other, config.data.unknown_weighting), validation
-
-
 def _boost_hard_negatives(audio: SplitAudio, start: KeywordLSTM, boost: float, echo) -> SplitAudio:
     """Draw the `_unknown_` clips that `start` takes for a keyword more often, in proportion to how sure it is."""
     unknown = audio.unknown_indices
@@ -300,7 +277,9 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     train_audio = load_split(index, "training", keywords, config)
     val_other = None  # validation other speech: clips that should be called silence or unknown
     if negatives:
-        train_audio, val_other = _add_other_speech(train_audio, tuple(map(Path, negatives)), config, echo)
+        from kws.other_speech import add_other_speech
+
+        train_audio, val_other = add_other_speech(train_audio, tuple(map(Path, negatives)), config, echo)
     if config.data.hard_negative_boost > 0:
         start, _, _ = model_from_checkpoint(load_checkpoint(Path(init_from)), Path(init_from))
         train_audio = _boost_hard_negatives(train_audio, start, config.data.hard_negative_boost, echo)
@@ -308,7 +287,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     val_waveforms, val_labels = fixed_examples(val_audio, config)
     selection = None  # the validation stream that picks best.pt with --select-by stream
     if config.train.select_by == "stream":
-        from kws.train_selection import build_selection_stream, score_stream, stream_figure
+        from kws.train_selection import build_selection_stream, describe_figures, stream_figures
 
         selection = build_selection_stream(val_audio, labels, config, val_other.waveforms, val_other.speech,
                                            seed=config.train.seed + 1)
@@ -374,10 +353,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
             if config.train.select_by == "open-set":
                 score = (val_acc + rejected) / 2
         if selection is not None:
-            stream = score_stream(model, selection, labels, config)
-            row.update(val_stream_matched=round(stream.matched / max(1, stream.keywords), 5),
-                       val_stream_wrong=round(stream.wrong / max(1, stream.keywords), 5),
-                       val_stream_false_alarms=stream.false_alarms, val_stream_figure=round(stream_figure(stream), 5))
+            row.update(stream_figures(model, selection, labels, config))
             score = row["val_stream_figure"]
         history.append({**row, "learning_rate": scheduler.get_last_lr()[0],
                         "seconds": round(time.monotonic() - epoch_start, 1)})
@@ -395,8 +371,7 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
         _write_metrics(run_dir, history)
         other = f"  other speech rejected {100 * row['val_other_rejected']:5.2f}%" if val_other is not None else ""
         if selection is not None:
-            other += (f"  stream matched {100 * row['val_stream_matched']:4.1f}% wrong "
-                      f"{100 * row['val_stream_wrong']:3.1f}% false alarms {row['val_stream_false_alarms']}")
+            other += describe_figures(row)
         echo(f"epoch {epoch + 1:>3}/{config.train.epochs}  loss {train_loss:.3f}  acc {100 * train_acc:5.2f}%  |  "
              f"val loss {val_loss:.3f}  acc {100 * val_acc:5.2f}%{other}{'  *' if improved else ''}  "
              f"({history[-1]['seconds']:.0f} s)")

@@ -18,7 +18,9 @@ from kws.config import Config
 from kws.data import SplitAudio
 from kws.eval_audio import Piece, build_mixed_stream
 from kws.eval_scoring import StepScores, StreamScore, Word, detect, score_events
+from kws.export import StreamLayout
 from kws.model import KeywordModel, clip_steps
+from kws.train_sequences import window_max
 
 # The shipped model's detection settings (models/MODEL_CARD.md, "Choosing the detection settings"):
 # an epoch is judged by what the runtime would do with it.
@@ -47,15 +49,13 @@ def build_selection_stream(commands: SplitAudio, labels: tuple[str, ...], config
 
 
 def step_scores(step_logits: torch.Tensor, labels: tuple[str, ...], config: Config, seconds: float) -> StepScores:
-    """Per-step logits of a whole recording [steps, labels] -> the probabilities the runtime reads: with the
-    "max" readout each step takes every label's highest logit over the last clip's worth of steps. Step i
-    ends (i + 1) steps into the recording."""
+    """Per-step logits of a whole recording [steps, labels] -> the probabilities the runtime reads (with the
+    "max" readout, each label's highest logit over the last clip's worth of steps). Step i ends (i + 1)
+    steps into the recording."""
     if config.model.readout == "max":
-        span = clip_steps(config.features, config.model)
-        padded = torch.cat([step_logits[:1].expand(span - 1, -1), step_logits])  # as if the first step had lasted
-        step_logits = padded.unfold(0, span, 1).amax(dim=-1)
+        step_logits = window_max(step_logits[None], clip_steps(config.features, config.model))[0]
     probabilities = torch.softmax(step_logits, dim=-1).numpy()
-    step_s = config.model.frame_stack * config.features.hop_samples / config.features.sample_rate
+    step_s = StreamLayout.of(config, steps=1).step_samples / config.features.sample_rate
     times_s = (np.arange(len(probabilities)) + 1) * step_s
     return StepScores(labels, times_s, probabilities, seconds, SELECTION_SETTINGS, step_s)
 
@@ -66,7 +66,7 @@ def model_step_scores(model: KeywordModel, stream: SelectionStream, labels: tupl
     # As kws.eval_scoring.run_model hears it: the runtime starts as if after silence (a frame's worth of
     # zeros before the first sample puts every step on its grid), and half a second of silence lets a
     # word at the very end finish.
-    lead = torch.zeros(config.features.fft_samples - config.features.hop_samples)
+    lead = torch.zeros(StreamLayout.of(config, steps=1).context_samples)
     tail = torch.zeros(config.features.sample_rate // 2)
     was_training = model.training
     model.eval()
@@ -87,3 +87,16 @@ def stream_figure(score: StreamScore) -> float:
     """Commands matched, less wrong labels and false alarms, per command spoken: a false alarm costs as
     much as a missed command."""
     return (score.matched - score.wrong - score.false_alarms) / max(1, score.keywords)
+
+
+def stream_figures(model: KeywordModel, stream: SelectionStream, labels: tuple[str, ...], config: Config) -> dict:
+    """What an epoch's metrics row records of the stream; `val_stream_figure` picks best.pt."""
+    score = score_stream(model, stream, labels, config)
+    return {"val_stream_matched": round(score.matched / max(1, score.keywords), 5),
+            "val_stream_wrong": round(score.wrong / max(1, score.keywords), 5),
+            "val_stream_false_alarms": score.false_alarms, "val_stream_figure": round(stream_figure(score), 5)}
+
+
+def describe_figures(row: dict) -> str:
+    return (f"  stream matched {100 * row['val_stream_matched']:4.1f}% wrong {100 * row['val_stream_wrong']:3.1f}% "
+            f"false alarms {row['val_stream_false_alarms']}")
