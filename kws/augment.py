@@ -6,6 +6,8 @@ that is what lets `kws train --resume` give exactly the result of an uninterrupt
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from kws.config import AugmentConfig, FeatureConfig
@@ -113,6 +115,77 @@ def change_level(audio: torch.Tensor, max_db: float, generator: torch.Generator)
     return audio * 10 ** (-_uniform(len(audio), max_db, generator) / 20)[:, None]
 
 
+def _rms(audio: torch.Tensor) -> torch.Tensor:
+    return audio.pow(2).mean(dim=1, keepdim=True).sqrt().clamp(min=1e-8)
+
+
+def _fft_size(samples: int) -> int:
+    """A power of two with room for a filter's response after the clip (no circular wrap): the FFT's
+    fastest sizes."""
+    return 1 << (samples - 1).bit_length()
+
+
+def _filtered(clips: torch.Tensor, response_spectrum: torch.Tensor, size: int) -> torch.Tensor:
+    """Each clip filtered by its own frequency response ([clips, size // 2 + 1]), same length and RMS."""
+    out = torch.fft.irfft(torch.fft.rfft(clips, n=size) * response_spectrum, n=size)[:, : clips.shape[1]]
+    return (out * _rms(clips) / _rms(out)).clamp(-1.0, 1.0)
+
+
+def reverberate(audio: torch.Tensor, probability: float, sample_rate: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """A random share of the clips as heard in a room: convolved with a synthetic impulse response, the
+    direct sound at lag 0 (timing kept) then exponentially decaying noise (RT60 0.2-0.8 s) from 15 dB under
+    the direct sound to 5 dB over it (near and far talkers). Each clip keeps its length and RMS level."""
+    if probability <= 0:
+        return audio
+    chosen = torch.rand(len(audio), generator=generator) < probability
+    count = int(chosen.sum())
+    if count == 0:
+        return audio
+    clips = audio[chosen]
+    lags = torch.arange(1, sample_rate // 2) / sample_rate  # half a second of tail
+    rt60 = 0.2 + 0.6 * torch.rand(count, 1, generator=generator)
+    tail = torch.randn(count, len(lags), generator=generator) * torch.exp(-3 * math.log(10) * lags / rt60)
+    tail_db = -15 + 20 * torch.rand(count, 1, generator=generator)
+    tail = tail / tail.norm(dim=1, keepdim=True) * 10 ** (tail_db / 20)
+    response = torch.cat([torch.ones(count, 1), tail], dim=1)
+    size = _fft_size(clips.shape[1] + response.shape[1])
+    out = audio.clone()
+    out[chosen] = _filtered(clips, torch.fft.rfft(response, n=size), size)
+    return out
+
+
+def equalise(audio: torch.Tensor, probability: float, sample_rate: int, generator: torch.Generator,
+             bands: int = 8, spread_db: float = 6.0) -> torch.Tensor:
+    """A random share of the clips as heard through another microphone: gains drawn around 0 dB (standard
+    deviation `spread_db`) at `bands` log-spaced frequencies from 100 Hz to Nyquist, linear in
+    log-frequency between them. Each clip keeps its length and RMS level."""
+    if probability <= 0:
+        return audio
+    chosen = torch.rand(len(audio), generator=generator) < probability
+    count = int(chosen.sum())
+    if count == 0:
+        return audio
+    clips = audio[chosen]
+    size = _fft_size(clips.shape[1] + 4096)  # a smooth curve's response is much shorter than 4096 samples
+    anchors = torch.linspace(math.log(100.0), math.log(sample_rate / 2), bands)
+    log_freqs = torch.fft.rfftfreq(size, 1 / sample_rate).clamp(min=100.0).log().clamp(max=float(anchors[-1]))
+    upper = torch.searchsorted(anchors, log_freqs).clamp(1, bands - 1)
+    weight = (log_freqs - anchors[upper - 1]) / (anchors[upper] - anchors[upper - 1])
+    gains_db = torch.randn(count, bands, generator=generator) * spread_db
+    curve_db = gains_db[:, upper - 1] * (1 - weight) + gains_db[:, upper] * weight
+    out = audio.clone()
+    out[chosen] = _filtered(clips, 10 ** (curve_db / 20), size)
+    return out
+
+
+def room_and_microphone(audio: torch.Tensor, config: AugmentConfig, feature_config: FeatureConfig,
+                        generator: torch.Generator) -> torch.Tensor:
+    """Everything that reaches the microphone (word and noise) through a room, then the microphone."""
+    audio = reverberate(audio, config.reverb_probability, feature_config.sample_rate, generator)
+    return equalise(audio, config.eq_probability, feature_config.sample_rate, generator)
+
+
 def perturb(audio: torch.Tensor, config: AugmentConfig, feature_config: FeatureConfig,
             generator: torch.Generator) -> torch.Tensor:
     """Everything but the noise: level, context, speaking rate, shift. [batch, samples] -> [batch, samples']."""
@@ -129,4 +202,5 @@ def add_noise(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
 
 def augment_audio(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
                   feature_config: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
-    return add_noise(perturb(audio, config, feature_config, generator), noise, config, generator)
+    mixed = add_noise(perturb(audio, config, feature_config, generator), noise, config, generator)
+    return room_and_microphone(mixed, config, feature_config, generator)

@@ -35,6 +35,8 @@ _OVERRIDES = {
     "context_ms": ("augment", "context_ms", int),
     "level_db": ("augment", "level_db", float),
     "noise_gain_max": ("augment", "noise_gain_max", float),
+    "reverb_probability": ("augment", "reverb_probability", float),
+    "eq_probability": ("augment", "eq_probability", float),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
     "unknown_weighting": ("data", "unknown_weighting", str),

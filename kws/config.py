@@ -106,6 +106,10 @@ class AugmentConfig:
     time_mask_ms: int = 100
     freq_masks: int = 2
     freq_mask_bins: int = 5
+    # Share of training audio heard through a simulated room (reverberation) and through a random
+    # microphone response (equalisation): users' rooms and microphones are not the data set's.
+    reverb_probability: float = 0.0
+    eq_probability: float = 0.0
 
 
 @dataclass(frozen=True)

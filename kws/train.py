@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torchaudio
 from tqdm import tqdm
 
-from kws.augment import add_noise, augment_audio, perturb, spec_mask
+from kws.augment import add_noise, augment_audio, perturb, room_and_microphone, spec_mask
 from kws.checkpoint import (atomic_write, load_checkpoint, model_from_checkpoint, remove_stale_temporaries,
                             save_checkpoint)
 from kws.config import UNKNOWN, Config
@@ -102,6 +102,7 @@ def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, 
     clips = perturb(waveforms, config.augment, config.features, generator)
     batch = make_sequences(clips, labels, model.head.out_features, config, window, generator, audio.speech)
     mixed = add_noise(batch.audio, audio.noise, config.augment, generator)
+    mixed = room_and_microphone(mixed, config.augment, config.features, generator)
     features = spec_mask(model.features(mixed), config.augment, config.features, generator)
     logits = window_max(model.classify_frames(features), window)
     allowed = batch.allowed[:, : logits.shape[1]]

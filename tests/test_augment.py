@@ -1,6 +1,6 @@
 import torch
 
-from kws.augment import change_level, mix_noise, spec_mask, time_shift
+from kws.augment import change_level, equalise, mix_noise, reverberate, spec_mask, time_shift
 from kws.config import AugmentConfig, FeatureConfig
 
 
@@ -62,3 +62,39 @@ def test_change_level_only_turns_clips_down_within_the_range():
     assert gains.max() <= 1.0 and gains.min() >= 10 ** (-12 / 20)
     assert gains.max() > 0.9 and gains.min() < 0.3  # it spans the range
     assert torch.equal(change_level(audio, 0.0, torch.Generator()), audio)
+
+
+def test_reverberate_keeps_timing_and_level_and_adds_a_decaying_tail():
+    audio = _clicks(batch=64)
+    heard = reverberate(audio, 0.5, 16000, torch.Generator().manual_seed(0))
+    assert heard.shape == audio.shape and heard.dtype == torch.float32
+    changed = (heard != audio).any(dim=1)
+    assert 10 < int(changed.sum()) < 54  # about half the clips
+    rooms = heard[changed]
+    assert (rooms.abs().argmax(dim=1) == 8000).all()  # the direct sound stays the loudest, where it was
+    assert torch.allclose(rooms.pow(2).mean(dim=1), audio[changed].pow(2).mean(dim=1), rtol=1e-3)
+    assert rooms[:, :8000].abs().max() < 1e-6  # nothing before the sound
+    early = rooms[:, 8001:9601].pow(2).sum(dim=1)
+    late = rooms[:, 14400:16000].pow(2).sum(dim=1)
+    assert (early > 0).all() and (late < early).all()
+
+
+def test_equalise_changes_the_balance_of_frequencies_and_keeps_the_level():
+    t = torch.arange(16000) / 16000
+    tones = torch.sin(2 * torch.pi * 200 * t) + torch.sin(2 * torch.pi * 4000 * t)
+    audio = (0.3 * tones).repeat(32, 1)
+    heard = equalise(audio, 1.0, 16000, torch.Generator().manual_seed(0))
+    assert heard.shape == audio.shape and heard.dtype == torch.float32
+    assert torch.allclose(heard.pow(2).mean(dim=1), audio.pow(2).mean(dim=1), rtol=1e-3)
+    spectrum = torch.fft.rfft(heard).abs()
+    low_over_high = spectrum[:, 200] / spectrum[:, 4000]  # 1 Hz bins
+    assert low_over_high.min() < 0.7 and low_over_high.max() > 1.4  # microphones differ, both ways
+
+
+def test_room_and_microphone_at_zero_probability_change_nothing_and_draw_nothing():
+    audio = _clicks()
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    assert reverberate(audio, 0.0, 16000, generator) is audio
+    assert equalise(audio, 0.0, 16000, generator) is audio
+    assert torch.equal(generator.get_state(), state)  # runs without them reproduce the runs before them
