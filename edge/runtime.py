@@ -189,7 +189,8 @@ class Recognizer:
         self._step_samples = step_samples
         self._detector = Detector(info.labels, settings, step_samples / info.sample_rate)
         self._bad_chunk, self._loud_chunk = Throttled(log), Throttled(log)
-        clip_steps = max(1, (info.clip_samples - int(info.stream.get("context_samples", 0))) // step_samples)
+        clip_steps = info.stream.get("clip_steps") or \
+            max(1, (info.clip_samples - int(info.stream.get("context_samples", 0))) // step_samples)  # older exports
         # The window model reads a clip as the max of its step logits; a stream reads the last clip's worth.
         self._readout_steps = clip_steps if (info.readout == "max" and isinstance(scorer, _StreamScorer)) else 1
         self.reset()

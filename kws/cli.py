@@ -31,6 +31,8 @@ _OVERRIDES = {
     "dropout": ("model", "dropout", float),
     "frame_stack": ("model", "frame_stack", int),
     "n_mfcc": ("features", "n_mfcc", int),
+    "front_end": ("features", "front_end", str),
+    "conv_channels": ("model", "conv_channels", int),
     "speed_change": ("augment", "speed_change", float),
     "context_ms": ("augment", "context_ms", int),
     "level_db": ("augment", "level_db", float),

@@ -18,7 +18,7 @@ UNKNOWN = "_unknown_"
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Audio format and the MFCC front end (the model's first layer)."""
+    """Audio format and the front end (the model's first layer): MFCC, or the log-mel bands under them."""
 
     sample_rate: int = 16000
     clip_ms: int = 1000
@@ -28,6 +28,18 @@ class FeatureConfig:
     n_mfcc: int = 20
     f_min_hz: float = 20.0
     f_max_hz: float = 7600.0
+    # "mfcc": n_mfcc coefficients per frame; "log-mel": the n_mels log-mel bands themselves, whose
+    # neighbouring bands a convolution can read (kws train --conv-channels).
+    front_end: str = "mfcc"
+
+    def __post_init__(self):
+        if self.front_end not in ("mfcc", "log-mel"):
+            raise KwsError(f"front_end must be 'mfcc' or 'log-mel', not {self.front_end!r}")
+
+    @property
+    def feature_size(self) -> int:
+        """Values per frame out of the front end."""
+        return self.n_mfcc if self.front_end == "mfcc" else self.n_mels
 
     @property
     def clip_samples(self) -> int:
@@ -125,6 +137,9 @@ class ModelConfig:
     dropout: float = 0.1  # a training setting only: the weights' shapes do not depend on it
     # More than 1: an ensemble of this many such LSTMs, each trained on its own, combined by `kws combine`.
     members: int = 1
+    # More than 0: two causal convolutions over time and frequency before the LSTM, this many channels each
+    # (kws.model.ConvFrontEnd); the second one's time stride takes the place of stacking frames.
+    conv_channels: int = 0
 
     def __post_init__(self):
         if self.members < 1:
@@ -133,6 +148,10 @@ class ModelConfig:
             raise KwsError(f"readout must be 'max' or 'last', not {self.readout!r}")
         if self.frame_stack < 1 or self.hidden_size < 1 or self.num_layers < 1:
             raise KwsError("frame_stack, hidden_size and num_layers must be at least 1")
+        if self.conv_channels < 0:
+            raise KwsError(f"conv_channels must be at least 0, not {self.conv_channels}")
+        if self.conv_channels and self.bidirectional:
+            raise KwsError("the convolutions are causal, for streaming: not with a bidirectional model")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import kws
 from kws.checkpoint import atomic_write, fsync, load_checkpoint, model_from_checkpoint, save_checkpoint
 from kws.config import Config
 from kws.errors import KwsError
-from kws.model import KeywordModel, clip_logits_from_frames
+from kws.model import KeywordModel, clip_logits_from_frames, clip_steps, context_frames
 
 TOLERANCE = 1e-3
 # Dynamic int8 quantization moves logits by up to ~0.3 on the shipped model (measured on 400 validation
@@ -48,7 +48,8 @@ class StreamLayout:
     @classmethod
     def of(cls, config: Config, steps: int) -> StreamLayout:
         f = config.features
-        return cls(f.fft_samples - f.hop_samples, f.hop_samples * config.model.frame_stack, steps)
+        context = f.fft_samples - f.hop_samples + context_frames(config.model) * f.hop_samples
+        return cls(context, f.hop_samples * config.model.frame_stack, steps)
 
     @property
     def chunk_samples(self) -> int:
@@ -101,7 +102,9 @@ def metadata(config: Config, labels: tuple[str, ...], model: KeywordModel, layou
         "config": json.dumps(config.to_dict()),
         "model_version": f"kws-edge {kws.__version__}",
         "parameter_count": str(model.parameter_count),
-        "stream": json.dumps({"file": stream_file, **asdict(layout), "state_shape": state_shape}),
+        # clip_steps: how many steps a "max" readout reads in a stream, as the window model reads a clip
+        "stream": json.dumps({"file": stream_file, **asdict(layout), "state_shape": state_shape,
+                              "clip_steps": clip_steps(config.features, config.model)}),
         "detection": json.dumps(detection or {}),
     }
 
@@ -180,8 +183,10 @@ def run_window(session, waveforms: np.ndarray, batch_size: int = 256) -> np.ndar
                            for i in range(0, len(waveforms), batch_size)])
 
 
-def run_stream(session, layout: StreamLayout, state_shape, audio: np.ndarray) -> np.ndarray:
-    """Feed one clip [samples] in chunks from a zero state -> per-step logits [steps, n_labels]."""
+def run_stream(session, layout: StreamLayout, state_shape, audio: np.ndarray, lead_samples: int = 0) -> np.ndarray:
+    """Feed one clip [samples] in chunks from a zero state -> per-step logits [steps, n_labels]. `lead_samples`
+    zeros go first: the silence the window model hears before a clip (a convolution's reach)."""
+    audio = np.concatenate([np.zeros(lead_samples, audio.dtype), audio])
     h = c = np.zeros(state_shape, np.float32)
     outputs, start = [], 0
     while start + layout.chunk_samples <= len(audio):
@@ -202,10 +207,11 @@ def verify(model: KeywordModel, config: Config, window_path: Path, stream_path: 
     stream_session = onnx_session(stream_path)
     stream_meta = json.loads(stream_session.get_modelmeta().custom_metadata_map["stream"])
     layout = StreamLayout(stream_meta["context_samples"], stream_meta["step_samples"], stream_meta["steps"])
+    lead = context_frames(config.model) * config.features.hop_samples
     stream_diff = 0.0
     n_stream = min(stream_clips, len(waveforms))
     for i in range(n_stream):
-        steps = run_stream(stream_session, layout, stream_meta["state_shape"], waveforms[i].numpy())
+        steps = run_stream(stream_session, layout, stream_meta["state_shape"], waveforms[i].numpy(), lead)
         reference = frames[i, : len(steps)].numpy()
         stream_diff = max(stream_diff, float(np.abs(steps - reference).max()))
     return Parity(

@@ -1,4 +1,4 @@
-"""The MFCC front end: raw 16 kHz PCM in, MFCC frames out. It is the model's first layer, so the
+"""The front end: raw 16 kHz PCM in, MFCC (or log-mel) frames out. It is the model's first layer, so the
 exported ONNX graph takes raw audio and the device runs exactly the features used in training."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from kws.config import FeatureConfig
 
 
 class MfccFrontEnd(nn.Module):
-    """[batch, samples] float32 PCM in [-1, 1] -> [batch, frames, n_mfcc].
+    """[batch, samples] float32 PCM in [-1, 1] -> [batch, frames, feature_size]: n_mfcc coefficients, or
+    with front_end "log-mel" the n_mels log-mel bands that the coefficients are computed from.
 
     Every setting is explicit. In particular `log_mels=True` takes log(mel + 1e-6) per frame: the
     default dB scaling (top_db relative to the clip's maximum) depends on the whole clip and would make
@@ -22,24 +23,24 @@ class MfccFrontEnd(nn.Module):
     def __init__(self, config: FeatureConfig):
         super().__init__()
         self.config = config
-        self.mfcc = torchaudio.transforms.MFCC(
-            sample_rate=config.sample_rate,
-            n_mfcc=config.n_mfcc,
-            dct_type=2,
-            norm="ortho",
-            log_mels=True,
-            melkwargs={
-                "n_fft": config.fft_samples,
-                "win_length": config.window_samples,
-                "hop_length": config.hop_samples,
-                "n_mels": config.n_mels,
-                "f_min": config.f_min_hz,
-                "f_max": config.f_max_hz,
-                "center": False,
-                "power": 2.0,
-                "window_fn": torch.hann_window,
-            },
-        )
+        mel = {
+            "n_fft": config.fft_samples,
+            "win_length": config.window_samples,
+            "hop_length": config.hop_samples,
+            "n_mels": config.n_mels,
+            "f_min": config.f_min_hz,
+            "f_max": config.f_max_hz,
+            "center": False,
+            "power": 2.0,
+            "window_fn": torch.hann_window,
+        }
+        if config.front_end == "mfcc":
+            self.mfcc = torchaudio.transforms.MFCC(sample_rate=config.sample_rate, n_mfcc=config.n_mfcc, dct_type=2,
+                                                   norm="ortho", log_mels=True, melkwargs=mel)
+        else:
+            self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=config.sample_rate, **mel)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.mfcc(audio).transpose(-1, -2)  # [batch, n_mfcc, frames] -> [batch, frames, n_mfcc]
+        # the same log offset as MFCC's log_mels
+        features = self.mfcc(audio) if self.config.front_end == "mfcc" else torch.log(self.mel(audio) + 1e-6)
+        return features.transpose(-1, -2)  # [batch, n, frames] -> [batch, frames, n]

@@ -1,4 +1,5 @@
-"""KeywordLSTM: MFCC -> per-coefficient normalisation -> LSTM -> linear head, logits for every frame;
+"""KeywordLSTM: MFCC -> per-coefficient normalisation -> (causal convolutions) -> LSTM -> linear head,
+logits for every step;
 and KeywordEnsemble: several of them on one MFCC front end, their logits averaged at every step."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from kws.config import FeatureConfig, ModelConfig
+from kws.errors import KwsError
 from kws.features import MfccFrontEnd
 
 
@@ -26,6 +28,34 @@ class _FrameModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+class ConvFrontEnd(nn.Module):
+    """Two causal convolutions over time and frequency: [batch, frames, bands] -> [batch, frames // stack,
+    out_size]. Run on log-mel bands, the kernels read a sound's shape across neighbouring bands wherever it
+    lies, where a voice's formants sit a few bands higher or lower than another's.
+
+    Causal: step s reads frames up to the last of its own `stack`, and CONTEXT_FRAMES before its first
+    frame reach back (the first layer reads 3 frames, the second 1 + stack of those, `stack` apart).
+    """
+
+    CONTEXT_FRAMES = 3
+
+    def __init__(self, bands: int, channels: int, stack: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, channels, kernel_size=(3, 5), stride=(1, 2)), nn.ReLU(),
+            nn.Conv2d(channels, channels, kernel_size=(stack + 1, 3), stride=(stack, 2)), nn.ReLU(),
+        )
+        bands_out = ((bands - 5) // 2 + 1 - 3) // 2 + 1
+        if bands_out < 1:
+            raise KwsError(f"the convolutions need at least 9 values per frame, not {bands}")
+        self.out_size = channels * bands_out
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames that already hold CONTEXT_FRAMES before the first step's: none are padded here."""
+        out = self.layers(frames.unsqueeze(1))  # [batch, channels, steps, bands_out]
+        return out.permute(0, 2, 1, 3).flatten(2)
+
+
 class KeywordLSTM(_FrameModel):
     """Raw audio [batch, samples] -> per-frame logits [batch, frames, n_labels].
 
@@ -39,10 +69,13 @@ class KeywordLSTM(_FrameModel):
         self.front_end = MfccFrontEnd(features)
         # Fixed statistics from the training set (set by `set_normalisation`), not per-clip ones,
         # so a frame is normalised the same way in a clip and in a stream.
-        self.register_buffer("feature_mean", torch.zeros(features.n_mfcc))
-        self.register_buffer("feature_std", torch.ones(features.n_mfcc))
+        self.register_buffer("feature_mean", torch.zeros(features.feature_size))
+        self.register_buffer("feature_std", torch.ones(features.feature_size))
+        self.conv = ConvFrontEnd(features.feature_size, config.conv_channels, config.frame_stack) \
+            if config.conv_channels else None
+        self.context_samples = context_frames(config) * features.hop_samples
         self.lstm = nn.LSTM(
-            input_size=features.n_mfcc * config.frame_stack,
+            input_size=self.conv.out_size if self.conv else features.feature_size * config.frame_stack,
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             batch_first=True,
@@ -61,25 +94,34 @@ class KeywordLSTM(_FrameModel):
         return (mfcc - self.feature_mean) / self.feature_std
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
-        """[batch, samples] -> normalised MFCC [batch, frames, n_mfcc]."""
+        """[batch, samples] -> normalised MFCC [batch, frames, n_mfcc]; with convolutions, after as much
+        silence as they reach back, as a stream begins (the runtime starts from zeros)."""
+        if self.context_samples:
+            audio = nn.functional.pad(audio, (self.context_samples, 0))
         return self.normalise(self.front_end(audio))
+
+    def _steps(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalised frames -> the LSTM's input, one row per step."""
+        return self.conv(features) if self.conv else stack_frames(features, self.config.frame_stack)
 
     def classify_frames(self, features: torch.Tensor) -> torch.Tensor:
         """[batch, frames, n_mfcc] -> logits [batch, frames // frame_stack, n_labels]."""
-        hidden, _ = self.lstm(stack_frames(features, self.config.frame_stack))
+        hidden, _ = self.lstm(self._steps(features))
         return self.head(self.dropout(hidden))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.classify_frames(self.features(audio))
 
     def step(self, features: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
-        """Streaming: normalised MFCC of new audio [1, frames, n_mfcc] and the LSTM state (h, c) ->
-        logits [1, frames // frame_stack, n_labels] and the new state."""
-        hidden, (h, c) = self.lstm(stack_frames(features, self.config.frame_stack), (h, c))
+        """Streaming: normalised MFCC of new audio [1, frames, n_mfcc] (with convolutions, after the
+        frames they reach back to) and the LSTM state (h, c) -> logits [1, frames // frame_stack, n_labels]
+        and the new state."""
+        hidden, (h, c) = self.lstm(self._steps(features), (h, c))
         return self.head(hidden), h, c
 
     def stream(self, audio: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
-        return self.step(self.features(audio), h, c)
+        """The chunk carries its context (kws.export.StreamLayout), so nothing is padded."""
+        return self.step(self.normalise(self.front_end(audio)), h, c)
 
 
 
@@ -105,7 +147,9 @@ class KeywordEnsemble(_FrameModel):
         return torch.stack(logits).mean(dim=0)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        mfcc = self.members[0].front_end(audio)  # the same settings in every member: computed once
+        first = self.members[0]
+        audio = nn.functional.pad(audio, (first.context_samples, 0))
+        mfcc = first.front_end(audio)  # the same settings in every member: computed once
         return self._average([m.classify_frames(m.normalise(mfcc)) for m in self.members])
 
     def stream(self, audio: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
@@ -130,6 +174,11 @@ def clip_logits_from_frames(frame_logits: torch.Tensor, config: ModelConfig) -> 
     if config.readout == "max":
         return frame_logits.amax(dim=1)
     return frame_logits[:, -1]
+
+
+def context_frames(config: ModelConfig) -> int:
+    """Frames before a step's own that the model reads: what a streaming chunk carries besides the FFT's."""
+    return ConvFrontEnd.CONTEXT_FRAMES if config.conv_channels else 0
 
 
 def clip_steps(features: FeatureConfig, config: ModelConfig) -> int:
