@@ -27,7 +27,7 @@ import kws
 from kws.checkpoint import atomic_write, fsync, load_checkpoint, model_from_checkpoint, save_checkpoint
 from kws.config import Config
 from kws.errors import KwsError
-from kws.model import KeywordModel, clip_logits_from_frames, clip_steps, context_frames
+from kws.model import KeywordModel, clip_logits_from_frames, clip_steps, lookback_samples
 
 TOLERANCE = 1e-3
 # Dynamic int8 quantization moves logits by up to ~0.3 on the shipped model (measured on 400 validation
@@ -48,7 +48,7 @@ class StreamLayout:
     @classmethod
     def of(cls, config: Config, steps: int) -> StreamLayout:
         f = config.features
-        context = f.fft_samples - f.hop_samples + context_frames(config.model) * f.hop_samples
+        context = f.fft_samples - f.hop_samples + lookback_samples(f, config.model)
         return cls(context, f.hop_samples * config.model.frame_stack, steps)
 
     @property
@@ -207,7 +207,7 @@ def verify(model: KeywordModel, config: Config, window_path: Path, stream_path: 
     stream_session = onnx_session(stream_path)
     stream_meta = json.loads(stream_session.get_modelmeta().custom_metadata_map["stream"])
     layout = StreamLayout(stream_meta["context_samples"], stream_meta["step_samples"], stream_meta["steps"])
-    lead = context_frames(config.model) * config.features.hop_samples
+    lead = lookback_samples(config.features, config.model)
     stream_diff = 0.0
     n_stream = min(stream_clips, len(waveforms))
     for i in range(n_stream):

@@ -41,11 +41,12 @@ class ConvFrontEnd(nn.Module):
 
     def __init__(self, bands: int, channels: int, stack: int):
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(1, channels, kernel_size=(3, 5), stride=(1, 2)), nn.ReLU(),
-            nn.Conv2d(channels, channels, kernel_size=(stack + 1, 3), stride=(stack, 2)), nn.ReLU(),
-        )
-        bands_out = ((bands - 5) // 2 + 1 - 3) // 2 + 1
+        convs = (nn.Conv2d(1, channels, kernel_size=(3, 5), stride=(1, 2)),
+                 nn.Conv2d(channels, channels, kernel_size=(stack + 1, 3), stride=(stack, 2)))
+        self.layers = nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.ReLU())
+        bands_out = bands
+        for conv in convs:
+            bands_out = (bands_out - conv.kernel_size[1]) // conv.stride[1] + 1
         if bands_out < 1:
             raise KwsError(f"the convolutions need at least 9 values per frame, not {bands}")
         self.out_size = channels * bands_out
@@ -73,7 +74,7 @@ class KeywordLSTM(_FrameModel):
         self.register_buffer("feature_std", torch.ones(features.feature_size))
         self.conv = ConvFrontEnd(features.feature_size, config.conv_channels, config.frame_stack) \
             if config.conv_channels else None
-        self.context_samples = context_frames(config) * features.hop_samples
+        self.lookback_samples = lookback_samples(features, config)
         self.lstm = nn.LSTM(
             input_size=self.conv.out_size if self.conv else features.feature_size * config.frame_stack,
             hidden_size=config.hidden_size,
@@ -96,8 +97,8 @@ class KeywordLSTM(_FrameModel):
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """[batch, samples] -> normalised MFCC [batch, frames, n_mfcc]; with convolutions, after as much
         silence as they reach back, as a stream begins (the runtime starts from zeros)."""
-        if self.context_samples:
-            audio = nn.functional.pad(audio, (self.context_samples, 0))
+        if self.lookback_samples:
+            audio = nn.functional.pad(audio, (self.lookback_samples, 0))
         return self.normalise(self.front_end(audio))
 
     def _steps(self, features: torch.Tensor) -> torch.Tensor:
@@ -148,7 +149,7 @@ class KeywordEnsemble(_FrameModel):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         first = self.members[0]
-        audio = nn.functional.pad(audio, (first.context_samples, 0))
+        audio = nn.functional.pad(audio, (first.lookback_samples, 0))
         mfcc = first.front_end(audio)  # the same settings in every member: computed once
         return self._average([m.classify_frames(m.normalise(mfcc)) for m in self.members])
 
@@ -176,9 +177,10 @@ def clip_logits_from_frames(frame_logits: torch.Tensor, config: ModelConfig) -> 
     return frame_logits[:, -1]
 
 
-def context_frames(config: ModelConfig) -> int:
-    """Frames before a step's own that the model reads: what a streaming chunk carries besides the FFT's."""
-    return ConvFrontEnd.CONTEXT_FRAMES if config.conv_channels else 0
+def lookback_samples(features: FeatureConfig, config: ModelConfig) -> int:
+    """Audio before a step's own frames that the model reads (its convolutions' reach): what a streaming
+    chunk carries besides the FFT's overlap, and the silence the window model hears before a clip."""
+    return (ConvFrontEnd.CONTEXT_FRAMES if config.conv_channels else 0) * features.hop_samples
 
 
 def clip_steps(features: FeatureConfig, config: ModelConfig) -> int:

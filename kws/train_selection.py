@@ -19,7 +19,7 @@ from kws.data import SplitAudio
 from kws.eval_audio import Piece, build_mixed_stream
 from kws.eval_scoring import StepScores, StreamScore, Word, detect, score_events
 from kws.export import StreamLayout
-from kws.model import KeywordModel, clip_steps, context_frames
+from kws.model import KeywordModel, clip_steps, lookback_samples
 from kws.train_sequences import window_max
 
 # The shipped model's detection settings (models/MODEL_CARD.md, "Choosing the detection settings"):
@@ -66,7 +66,7 @@ def model_step_scores(model: KeywordModel, stream: SelectionStream, labels: tupl
     # As kws.eval_scoring.run_model hears it: the runtime starts as if after silence (a frame's worth of
     # zeros before the first sample puts every step on its grid), and half a second of silence lets a
     # word at the very end finish. The window model adds the zeros its convolutions reach back to itself.
-    own_lead = context_frames(config.model) * config.features.hop_samples
+    own_lead = lookback_samples(config.features, config.model)
     lead = torch.zeros(StreamLayout.of(config, steps=1).context_samples - own_lead)
     tail = torch.zeros(config.features.sample_rate // 2)
     was_training = model.training
