@@ -1,0 +1,95 @@
+"""Speaker variants of a few real recordings: the same word said by many more voices than were recorded.
+
+The data holds only 15 real "on" and "off" clips, the words a command model confuses most ("off" heard
+as "up"). This writes copies of the *training* speakers' clips of chosen words, each as another voice:
+a longer or shorter vocal tract (formants), another pitch, another speaking rate and level.
+
+    python tools/speaker_variants.py --other ../shared/data/other_speech --words on,off --out runs/variants \
+        [--per-clip 24] [--seed 0]
+    kws train ... --negatives runs/negatives --negatives runs/variants
+
+Needs `sox` (Debian). Writes `OUT/<source>_variants/<word>/<speaker>_nohash_<n>_v<k>.wav` (16 kHz mono):
+the part before `_nohash_` stays the recorded speaker, so `kws.other_speech` puts every variant in its
+speaker's split, and clips of validation and testing speakers are never copied at all. The variants form
+one more source of `_unknown_` for `--unknown-weighting source`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kws, for a script run from anywhere
+
+# tools/ is on the path of a script run from it
+from synth_negatives import SAMPLE_RATE, _run
+
+from kws.checkpoint import atomic_write
+from kws.config import DataConfig
+from kws.other_speech import scan_other_speech
+
+
+def voice_effects(rng: random.Random) -> list[str]:
+    """sox effects for one new voice. `speed` scales formants and f0 together (a shorter or longer tract)
+    and changes the duration; `pitch` then moves f0 alone and `tempo` sets the speaking rate."""
+    formant = math.exp(rng.uniform(math.log(0.85), math.log(1.18)))
+    cents = rng.uniform(-300, 300) - 1200 * math.log2(formant)  # f0 ends +-300 cents from the recording's
+    rate = rng.uniform(0.85, 1.15)
+    effects = ["gain", "-6", "speed", f"{formant:.4f}"]  # headroom: tempo and pitch overshoot
+    if abs(cents) >= 5:
+        effects += ["pitch", f"{cents:.0f}"]
+    return effects + ["tempo", "-s", f"{rate / formant:.4f}", "rate", str(SAMPLE_RATE)]
+
+
+def write_variant(source: Path, out: Path, effects: list[str], peak_db: float) -> None:
+    raw = _run(["sox", "-V1", str(source), "-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-", *effects])
+    audio = np.frombuffer(raw, dtype="<f4")
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak < 1e-4:
+        raise SystemExit(f"speaker_variants: {source} is silent after {' '.join(effects)}")
+    audio = audio * (10 ** (peak_db / 20) / peak)
+    atomic_write(out, lambda tmp: sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+
+
+def make_variants(other: Path, words: tuple[str, ...], per_clip: int, seed: int, out: Path) -> dict[str, int]:
+    """Write `per_clip` variants of every training clip of `words` in `other`. Returns clips written per word."""
+    recordings = [r for r in scan_other_speech(other, DataConfig()) if r.word in words and r.split == "training"]
+    if not recordings:
+        raise SystemExit(f"speaker_variants: no training clips of {', '.join(words)} in {other}")
+    written = {word: 0 for word in words}
+    for recording in recordings:
+        rng = random.Random(f"{seed}/{recording.source}/{recording.word}/{recording.path.name}")
+        for k in range(per_clip):
+            path = (out / f"{recording.source}_variants" / recording.word
+                    / f"{recording.path.stem}_v{k}.wav")
+            effects, peak_db = voice_effects(rng), rng.uniform(-24, -1)
+            if not path.exists():  # a rerun finishes an interrupted one
+                write_variant(recording.path, path, effects, peak_db)
+            written[recording.word] += 1
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--other", type=Path, required=True, help="folder of other speech (the kws.other_speech layout)")
+    p.add_argument("--words", default="on,off", help="comma-separated words to vary (default: on,off)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--per-clip", type=int, default=24, help="variants of each training clip (default 24)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.per_clip < 1:
+        p.error("--per-clip must be at least 1")
+    words = tuple(w.strip() for w in args.words.split(",") if w.strip())
+    written = make_variants(args.other, words, args.per_clip, args.seed, args.out)
+    print(f"wrote {', '.join(f'{n} {w}' for w, n in written.items())} variants to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
