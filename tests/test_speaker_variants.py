@@ -88,9 +88,7 @@ def test_a_rerun_finishes_an_interrupted_run_and_rewrites_nothing(tmp_path):
 
 def test_voices_are_drawn_within_their_ranges():
     rng = random.Random(0)
-    for _ in range(200):
-        effects = speaker_variants.voice_effects(rng)
-        formant = float(effects[effects.index("speed") + 1])
-        tempo = float(effects[effects.index("tempo") + 2])
-        assert 0.85 <= formant <= 1.18
-        assert 0.85 <= formant * tempo <= 1.15  # speed then tempo: the speaking rate
+    voices = [speaker_variants.draw_voice(rng) for _ in range(200)]
+    assert all(0.85 <= v.formant <= 1.18 and 0.85 <= v.rate <= 1.15 and -300 <= v.pitch_cents <= 300
+               and -24 <= v.peak_db <= -1 for v in voices)
+    assert min(v.formant for v in voices) < 0.9 and max(v.formant for v in voices) > 1.1  # spread, not one voice

@@ -23,38 +23,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kws, for a script run from anywhere
 
 # tools/ is on the path of a script run from it
-from synth_negatives import SAMPLE_RATE, _run
+from synth_negatives import Variation, sox_voice, write_at_peak
 
-from kws.checkpoint import atomic_write
 from kws.config import DataConfig
 from kws.other_speech import scan_other_speech
 
 
-def voice_effects(rng: random.Random) -> list[str]:
-    """sox effects for one new voice. `speed` scales formants and f0 together (a shorter or longer tract)
-    and changes the duration; `pitch` then moves f0 alone and `tempo` sets the speaking rate."""
+def draw_voice(rng: random.Random) -> Variation:
+    """One new voice: a longer or shorter vocal tract (formants), f0 within +-300 cents of the recording's,
+    speaking rate +-15%, peak level."""
     formant = math.exp(rng.uniform(math.log(0.85), math.log(1.18)))
-    cents = rng.uniform(-300, 300) - 1200 * math.log2(formant)  # f0 ends +-300 cents from the recording's
-    rate = rng.uniform(0.85, 1.15)
-    effects = ["gain", "-6", "speed", f"{formant:.4f}"]  # headroom: tempo and pitch overshoot
-    if abs(cents) >= 5:
-        effects += ["pitch", f"{cents:.0f}"]
-    return effects + ["tempo", "-s", f"{rate / formant:.4f}", "rate", str(SAMPLE_RATE)]
-
-
-def write_variant(source: Path, out: Path, effects: list[str], peak_db: float) -> None:
-    raw = _run(["sox", "-V1", str(source), "-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-", *effects])
-    audio = np.frombuffer(raw, dtype="<f4")
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-    if peak < 1e-4:
-        raise SystemExit(f"speaker_variants: {source} is silent after {' '.join(effects)}")
-    audio = audio * (10 ** (peak_db / 20) / peak)
-    atomic_write(out, lambda tmp: sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+    return Variation(pitch_cents=rng.uniform(-300, 300), rate=rng.uniform(0.85, 1.15), formant=formant,
+                     peak_db=rng.uniform(-24, -1))  # drawn in this order since the first runs: same voices
 
 
 def make_variants(other: Path, words: tuple[str, ...], per_clip: int, seed: int, out: Path) -> dict[str, int]:
@@ -68,9 +52,12 @@ def make_variants(other: Path, words: tuple[str, ...], per_clip: int, seed: int,
         for k in range(per_clip):
             path = (out / f"{recording.source}_variants" / recording.word
                     / f"{recording.path.stem}_v{k}.wav")
-            effects, peak_db = voice_effects(rng), rng.uniform(-24, -1)
+            voice = draw_voice(rng)
             if not path.exists():  # a rerun finishes an interrupted one
-                write_variant(recording.path, path, effects, peak_db)
+                audio = sox_voice(recording.path, voice, rate=voice.rate)
+                if not np.any(np.abs(audio) >= 1e-4):
+                    raise SystemExit(f"speaker_variants: {recording.path} is silent")
+                write_at_peak(audio, voice.peak_db, path)
             written[recording.word] += 1
     return written
 

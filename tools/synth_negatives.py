@@ -178,16 +178,24 @@ def _festival_batch(jobs: list[tuple[str, Variation, Path]], workdir: Path) -> N
 
 # ---- post-processing: tract length, pitch, level, trim, 16 kHz ----
 
-def _sox_effects(path: Path, v: Variation) -> np.ndarray:
-    """[samples] float32 at SAMPLE_RATE. `speed` scales formants and f0 by the factor (and shortens the
-    clip); `pitch` then sets f0 where the variation wants it and `tempo` restores the duration."""
+def sox_voice(path: Path, v: Variation, rate: float = 1.0) -> np.ndarray:
+    """[samples] float32 at SAMPLE_RATE: the recording at `path` as the voice `v`. `speed` scales formants
+    and f0 by the factor (and shortens the clip); `pitch` then sets f0 where the variation wants it and
+    `tempo` sets the duration to the recording's divided by `rate` (1: an engine set the rate already)."""
     cents = v.pitch_cents - 1200 * math.log2(v.formant)
     effects = ["gain", "-6", "speed", f"{v.formant:.4f}"]  # headroom: tempo and pitch overshoot
     if abs(cents) >= 5:
         effects += ["pitch", f"{cents:.0f}"]
-    effects += ["tempo", "-s", f"{1 / v.formant:.4f}", "rate", str(SAMPLE_RATE)]
+    effects += ["tempo", "-s", f"{rate / v.formant:.4f}", "rate", str(SAMPLE_RATE)]
     raw = _run(["sox", "-V1", str(path), "-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-", *effects])
     return np.frombuffer(raw, dtype="<f4")
+
+
+def write_at_peak(audio: np.ndarray, peak_db: float, out_path: Path) -> None:
+    """Scale to a peak of `peak_db` dBFS and write a 16-bit WAV atomically. The temporary name ends in .tmp:
+    a partly written file never looks like a clip to the loader."""
+    audio = audio * (10 ** (peak_db / 20) / float(np.max(np.abs(audio))))
+    atomic_write(out_path, lambda tmp: sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
 
 
 def _trim(audio: np.ndarray) -> np.ndarray:
@@ -207,15 +215,13 @@ def _trim(audio: np.ndarray) -> np.ndarray:
 
 def _finish(raw_path: Path, v: Variation, out_path: Path) -> str:
     """Raw engine WAV -> varied, trimmed 16 kHz clip written atomically. Returns 'ok', 'silent' or 'long'."""
-    audio = _trim(_sox_effects(raw_path, v))
+    audio = _trim(sox_voice(raw_path, v))
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak < 1e-4:
         return "silent"
     if len(audio) > MAX_S * SAMPLE_RATE:
         return "long"
-    audio = audio * (10 ** (v.peak_db / 20) / peak)
-    # The temporary name ends in .tmp: a partly written file never looks like a clip to the loader.
-    atomic_write(out_path, lambda tmp: sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+    write_at_peak(audio, v.peak_db, out_path)
     return "ok"
 
 
