@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None,
                    help="score needed to report a keyword at once, 0..1 (default: the model's own thresholds; "
                    "its slower rule for steadily heard words stays)")
+    p.add_argument("--speeds", default=None, metavar="LIST",
+                   help="hear the stream at these speeds and average the scores, e.g. 1,0.95,1.05; 1 alone costs "
+                        "least (default: the model's own)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per detection per line: label, score, time (stream seconds), wall_time")
     p.add_argument("--record", type=Path, default=None, metavar="OUT.wav",
@@ -258,7 +261,8 @@ def run(args) -> int:
     if not args.stdin and (args.stdin_rate is not None or args.stdin_format != "s16le"):
         raise EdgeError("--stdin-rate and --stdin-format describe --stdin input; add --stdin")
     recognizer = Recognizer.from_onnx(args.model or default_model(), threshold=args.threshold,
-                                      streaming=not args.window_only)
+                                      streaming=not args.window_only,
+                                      speeds=None if args.speeds is None else args.speeds.split(","))
     rate = recognizer.sample_rate
     chunk = rate * CHUNK_MS // 1000
     mqtt = mqtt_publisher(args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class ModelInfo:
     detection: dict  # default DetectorSettings fields chosen for this model
     weights_id: str | None = None  # hash of the weights, the same in the streaming twin
     version: str | None = None  # the exporter's "kws-edge X.Y.Z"
+    speeds: tuple[float, ...] = (1.0,)  # the speeds it is heard at (see Recognizer); older exports: one
 
     @property
     def stream_path(self) -> Path | None:
@@ -65,7 +67,8 @@ def read_model_info(path: str | Path, session=None) -> ModelInfo:
         info = ModelInfo(path, labels, int(meta["sample_rate"]), int(meta["clip_samples"]),
                          json.loads(meta.get("config", "{}")).get("model", {}).get("readout", "last"),
                          json.loads(meta.get("stream", "{}")), json.loads(meta.get("detection", "{}")),
-                         meta.get("weights_id"), meta.get("model_version"))
+                         meta.get("weights_id"), meta.get("model_version"),
+                         tuple(float(v) for v in json.loads(meta.get("speeds", "[1.0]"))))
     except (KeyError, ValueError, TypeError) as error:
         raise EdgeError(f"{path} lacks kws metadata ({error}); export it with `kws export`") from None
     inputs = session.get_inputs()
@@ -170,6 +173,57 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+def check_speeds(speeds) -> tuple[float, ...]:
+    """The speeds a stream is heard at, 1 first: a tuple of distinct numbers between 0.5 and 2 that holds 1
+    (the stream as it is, whose steps keep the clock)."""
+    try:
+        values = tuple(float(v) for v in speeds)
+    except (TypeError, ValueError):
+        raise EdgeError(f"speeds must be numbers, e.g. 1,0.95,1.05, not {speeds!r}") from None
+    if 1.0 not in values or len(set(values)) != len(values) or not all(0.5 <= v <= 2.0 for v in values):
+        raise EdgeError(f"speeds must be distinct numbers between 0.5 and 2 and include 1 (the stream as it is), "
+                        f"e.g. 1,0.95,1.05; not {','.join(f'{v:g}' for v in values)}")
+    return (1.0, *(v for v in values if v != 1.0))
+
+
+class _View:
+    """The model hearing the stream at one speed: its scorer, fed the audio as it is or played `speed` times
+    as fast (resampled with soxr, which keeps state across chunks and gives the same samples however the
+    audio is cut), and the readout of its recent step logits. Its steps come out on the stream's clock."""
+
+    def __init__(self, scorer, speed: float, readout_steps: int, n_labels: int, rate: int, step_s: float):
+        self.scorer, self.speed = scorer, speed
+        self._readout = (readout_steps, n_labels)
+        self._rate, self._step_s = rate, step_s
+        self.reset()
+
+    @property
+    def pending_samples(self) -> int:
+        return self.scorer.pending_samples
+
+    def reset(self) -> None:
+        self.scorer.reset()
+        self._resampler = None
+        if self.speed != 1.0:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(self._rate, self._rate / self.speed, 1, dtype="float32")
+        self._recent_logits = np.full(self._readout, -np.inf, np.float32)  # a ring; -inf where no step has come yet
+        self._steps = 0
+
+    def push(self, audio: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        """(seconds since the last reset, class probabilities) of every step this audio completes."""
+        if self._resampler is not None:
+            audio = self._resampler.resample_chunk(audio)
+        out = []
+        for logits in self.scorer.push(audio):
+            self._steps += 1
+            self._recent_logits[self._steps % len(self._recent_logits)] = logits
+            # a sample n of audio played `speed` times as fast was heard at n * speed in the stream
+            out.append((self._steps * self._step_s * self.speed, _softmax(self._recent_logits.max(axis=0))))
+        return out
+
+
 class Recognizer:
     """Streaming keyword recognizer.
 
@@ -181,25 +235,34 @@ class Recognizer:
     Results do not depend on how the audio is cut into chunks: audio is consumed in fixed model steps.
     `time_s` counts every sample fed, and every second passed to `skip()` for audio that was lost, so it
     stays true to the stream.
+
+    With more than one speed (`speeds`, stored in the model by `kws export --speeds`), the model also hears
+    the stream played a little slower and faster, and each step's class probabilities are the mean over
+    the speeds: like a vote of several models, a word that only one hearing takes for a command scores
+    lower, at the cost of one more model pass per speed.
     """
 
-    def __init__(self, info: ModelInfo, scorer, step_samples: int, settings: DetectorSettings):
+    def __init__(self, info: ModelInfo, scorer, step_samples: int, settings: DetectorSettings,
+                 speeds: tuple[float, ...] = (1.0,)):
         self._info = info
-        self._scorer = scorer
         self._step_samples = step_samples
         self._detector = Detector(info.labels, settings, step_samples / info.sample_rate)
         self._bad_chunk, self._loud_chunk = Throttled(log), Throttled(log)
         clip_steps = info.stream.get("clip_steps") or \
             max(1, (info.clip_samples - int(info.stream.get("context_samples", 0))) // step_samples)  # older exports
         # The window model reads a clip as the max of its step logits; a stream reads the last clip's worth.
-        self._readout_steps = clip_steps if (info.readout == "max" and isinstance(scorer, _StreamScorer)) else 1
+        readout_steps = clip_steps if (info.readout == "max" and isinstance(scorer, _StreamScorer)) else 1
+        speeds = check_speeds(speeds)
+        self._views = [_View(scorer if speed == 1.0 else scorer.fresh(), speed, readout_steps, len(info.labels),
+                             info.sample_rate, self.step_s) for speed in speeds]
         self.reset()
 
     @classmethod
     def from_onnx(cls, path: str | Path, threshold: float | None = None, settings: DetectorSettings | None = None,
-                  streaming: bool = True) -> Recognizer:
+                  streaming: bool = True, speeds: tuple[float, ...] | None = None) -> Recognizer:
         """Load a window model (and its streaming twin beside it, unless `streaming` is False).
-        `threshold` overrides the model's own thresholds, all keywords alike (its sustained rule stays)."""
+        `threshold` overrides the model's own thresholds, all keywords alike (its sustained rule stays);
+        `speeds` the speeds it is heard at ((1,): once, the cheapest)."""
         path = Path(path)
         info = read_model_info(path, None)
         step = int(info.stream.get("step_samples") or info.sample_rate * 30 // 1000)
@@ -218,13 +281,13 @@ class Recognizer:
             scorer = _StreamScorer(session, info)
         else:
             scorer = _WindowScorer(_session(path), info, step)
-        return cls(info, scorer, step, settings)
+        return cls(info, scorer, step, settings, info.speeds if speeds is None else speeds)
 
     def fresh(self) -> Recognizer:
         """Another recognizer of the same model and settings with its own state, as if just loaded. The
         ONNX sessions are shared (onnxruntime runs them from many threads; all state is in the inputs), so
         one more listener costs kilobytes, not another model in memory."""
-        return Recognizer(self._info, self._scorer.fresh(), self._step_samples, self.settings)
+        return Recognizer(self._info, self._views[0].scorer.fresh(), self._step_samples, self.settings, self.speeds)
 
     @property
     def sample_rate(self) -> int:
@@ -245,7 +308,12 @@ class Recognizer:
 
     @property
     def streaming(self) -> bool:
-        return isinstance(self._scorer, _StreamScorer)
+        return isinstance(self._views[0].scorer, _StreamScorer)
+
+    @property
+    def speeds(self) -> tuple[float, ...]:
+        """The speeds the stream is heard at, 1 first."""
+        return tuple(view.speed for view in self._views)
 
     @property
     def step_s(self) -> float:
@@ -269,10 +337,11 @@ class Recognizer:
         self._start_afresh()
 
     def _start_afresh(self) -> None:
-        self._scorer.reset()
+        for view in self._views:
+            view.reset()
         self._detector.reset()
-        # the last `readout_steps` step logits, a ring; -inf where no step has come yet
-        self._recent_logits = np.full((self._readout_steps, len(self._info.labels)), -np.inf, np.float32)
+        self._clock_steps = deque()  # steps of the stream as it is, waiting for the other speeds
+        self._other_speeds = [deque() for _ in self._views[1:]]  # their steps not yet matched to the clock's
         self._steps = 0
 
     def skip(self, seconds: float) -> None:
@@ -280,7 +349,8 @@ class Recognizer:
         and listening starts afresh, as after silence, so no word is pieced together across the gap."""
         if not seconds >= 0:
             raise ValueError(f"skip() takes seconds >= 0, not {seconds}")
-        self._skipped_s = self.seconds_processed + self._scorer.pending_samples / self._info.sample_rate + seconds
+        pending = len(self._clock_steps) * self._step_samples + self._views[0].pending_samples
+        self._skipped_s = self.seconds_processed + pending / self._info.sample_rate + seconds
         self._start_afresh()
 
     def scores(self, chunk) -> list[tuple[float, np.ndarray]]:
@@ -296,11 +366,27 @@ class Recognizer:
         elif peak > 2.0:
             self._loud_chunk.warn(f"float audio should lie in [-1, 1], this chunk peaks at {peak:.4g}: "
                                   "is it integer PCM passed as float?")
+        heard = [view.push(audio) for view in self._views]
+        self._clock_steps.extend(heard[0])
+        for pending, steps in zip(self._other_speeds, heard[1:]):
+            pending.extend(steps)
         out = []
-        for logits in self._scorer.push(audio):
+        while self._clock_steps:
+            time_s, probabilities = self._clock_steps[0]
+            reach = time_s + self.step_s / 2 + 1e-6  # half a step on (1 µs more, so rounding decides no tie)
+            # A step waits until every other speed has heard past it (its resampler lags by a few
+            # milliseconds): then each speed's latest step at this time is known, however the audio was cut.
+            if any(not pending or pending[-1][0] <= reach for pending in self._other_speeds):
+                break
+            self._clock_steps.popleft()
             self._steps += 1
-            self._recent_logits[self._steps % self._readout_steps] = logits
-            out.append((self.seconds_processed, _softmax(self._recent_logits.max(axis=0))))
+            mean = [probabilities]
+            for pending in self._other_speeds:
+                while len(pending) > 1 and pending[1][0] <= reach:
+                    pending.popleft()
+                if pending[0][0] <= reach:
+                    mean.append(pending[0][1])
+            out.append((self.seconds_processed, mean[0] if len(mean) == 1 else np.mean(mean, axis=0)))
         return out
 
     def process(self, chunk) -> list[Detection]:

@@ -111,6 +111,19 @@ def _add_export(sub) -> None:
     p.add_argument("--sustained-ms", type=float, default=0.0, help="also fire on a keyword whose score averages "
                    "--sustained-threshold over this long; 0: off (default: %(default)s)")
     p.add_argument("--sustained-threshold", type=float, default=0.65, help="(default: %(default)s)")
+    p.add_argument("--speeds", type=_speeds, default=(1.0,), metavar="LIST",
+                   help="speeds edge.listen hears the stream at, averaging the scores, e.g. 1,0.95,1.05: fewer "
+                        "false alarms for one more model pass per speed (default: 1)")
+
+
+def _speeds(text: str) -> tuple[float, ...]:
+    from edge.errors import EdgeError
+    from edge.runtime import check_speeds
+
+    try:
+        return check_speeds(text.split(","))
+    except EdgeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _snr(text: str) -> tuple[float, float]:
@@ -260,7 +273,7 @@ def _run(args) -> int:
             threshold=args.threshold, average_ms=args.average_ms, suppression_ms=args.suppression_ms,
             sustained_ms=args.sustained_ms, sustained_threshold=args.sustained_threshold))
         report = export_checkpoint(args.checkpoint, args.out, args.data, args.int8, args.verify_clips,
-                                   args.stream_steps, detection, overwrite=args.force)
+                                   args.stream_steps, detection, overwrite=args.force, speeds=args.speeds)
         print(report.summary())
         return 0
     if args.command == "eval-stream":
@@ -292,6 +305,16 @@ def _detector_settings(**values):
         raise KwsError(f"detection settings: {error}") from None
 
 
+def _speeds_of(model: Path) -> list[float]:
+    from edge.runtime import read_model_info
+
+    return list(read_model_info(model).speeds)
+
+
+def _heard_at(speeds: list[float]) -> str:
+    return "" if len(speeds) == 1 else f"; heard at speeds {', '.join(f'{v:g}' for v in speeds)}"
+
+
 def _eval_stream(args) -> int:
     from kws.eval_audio import read_truth, recording, validation_stream, write_truth
     from kws.eval_stream import describe, evaluate_stream, table
@@ -311,7 +334,7 @@ def _eval_stream(args) -> int:
     overall = result.figures["overall"]
     print(f"{source}: {overall['spoken']} keywords, "
           f"{sum(not w.is_keyword for w in words)} other words, model {args.model}")
-    print(f"detection: {describe(result.settings)}")
+    print(f"detection: {describe(result.settings)}{_heard_at(_speeds_of(args.model))}")
     print(table(result.figures))
     if args.out is not None and args.save_stream and args.data is not None:
         import soundfile as sf
@@ -333,8 +356,9 @@ def _eval_open_set(args) -> int:
     scores = score_open_set(args.model, args.data, args.other, args.split, tuple(args.negatives), args.minutes,
                             args.seed, not args.no_progress and sys.stderr.isatty())
     figures = {"model": str(args.model), "split": args.split, "detection": describe(scores.stream.settings),
-               **open_set_report(scores)}
-    print(f"{args.model} on {args.split} speakers of {args.other}; detection: {figures['detection']}")
+               "speeds": _speeds_of(args.model), **open_set_report(scores)}
+    print(f"{args.model} on {args.split} speakers of {args.other}; detection: {figures['detection']}"
+          f"{_heard_at(figures['speeds'])}")
     print(table(figures))
     if args.out is not None:
         path = args.out / f"{args.model.stem}.open_set_{args.split}.json"

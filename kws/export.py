@@ -90,7 +90,7 @@ def weights_id(model: KeywordModel) -> str:
 
 
 def metadata(config: Config, labels: tuple[str, ...], model: KeywordModel, layout: StreamLayout,
-             stream_file: str, detection: dict | None = None) -> dict[str, str]:
+             stream_file: str, detection: dict | None = None, speeds: tuple[float, ...] = (1.0,)) -> dict[str, str]:
     """Everything the device needs, as ONNX metadata_props (string values; JSON where structured)."""
     state_shape = list(state_shape_of(config))
     return {
@@ -106,6 +106,7 @@ def metadata(config: Config, labels: tuple[str, ...], model: KeywordModel, layou
         "stream": json.dumps({"file": stream_file, **asdict(layout), "state_shape": state_shape,
                               "clip_steps": clip_steps(config.features, config.model)}),
         "detection": json.dumps(detection or {}),
+        "speeds": json.dumps(list(speeds)),  # the runtime hears the stream at each and averages (edge.runtime)
     }
 
 
@@ -130,14 +131,15 @@ def _export_graph(module: nn.Module, args: tuple, names: tuple[list, list], dyna
 
 
 def export_models(model: KeywordModel, config: Config, labels: tuple[str, ...], out: Path,
-                  stream_steps: int = 1, detection: dict | None = None) -> tuple[Path, Path]:
+                  stream_steps: int = 1, detection: dict | None = None,
+                  speeds: tuple[float, ...] = (1.0,)) -> tuple[Path, Path]:
     """Write the window model to `out` and the streaming model beside it (NAME.stream.onnx)."""
     model.eval()
     if config.model.bidirectional:
         raise KwsError("a bidirectional model cannot stream; train a unidirectional one to export it")
     layout = StreamLayout.of(config, stream_steps)
     stream_path = sibling(out, STREAM_SUFFIX)
-    props = metadata(config, labels, model, layout, stream_path.name, detection)
+    props = metadata(config, labels, model, layout, stream_path.name, detection, speeds)
     batch = torch.export.Dim("batch", min=1)
     _export_graph(WindowGraph(model), (torch.zeros(2, config.features.clip_samples),), (["audio"], ["logits"]),
                   {"audio": {0: batch}}, props | {"role": "window"}, out)
@@ -298,7 +300,7 @@ def _outputs(out: Path, int8: bool) -> list[Path]:
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | Path, int8: bool = False,
                       verify_clips: int = 400, stream_steps: int = 1, detection: dict | None = None,
-                      overwrite: bool = False) -> ExportReport:
+                      overwrite: bool = False, speeds: tuple[float, ...] = (1.0,)) -> ExportReport:
     """Export, verify against PyTorch on real validation clips, and only then put the files in place.
     Files already there (a shipped model, say) are replaced only with `overwrite`."""
     from kws.data import fixed_examples, load_split, scan
@@ -315,7 +317,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, data_dir: str | P
     waveforms, targets = fixed_examples(audio, config)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export.") as staging:
-        window, stream = export_models(model, config, labels, Path(staging) / out.name, stream_steps, detection)
+        window, stream = export_models(model, config, labels, Path(staging) / out.name, stream_steps, detection,
+                                       speeds)
         parity = verify(model, config, window, stream, waveforms[:verify_clips])
         if not parity.ok:
             raise KwsError(f"exported model disagrees with PyTorch: {parity.describe()}; nothing was written")

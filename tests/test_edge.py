@@ -45,6 +45,56 @@ def test_results_do_not_depend_on_chunk_size(model):
     assert all(a[0] == b[0] and np.array_equal(a[1], b[1]) for a, b in zip(scores, chunked))
 
 
+def test_hearing_at_several_speeds_averages_each_speed_on_the_streams_clock(model):
+    """Each step's probabilities are the mean of the stream's own and those of the stream played slower
+    and faster (each speed's latest step at that time); words are still heard when they were said, and
+    how the audio is cut into chunks changes nothing."""
+    import soxr
+
+    audio, ends = tone_stream(WORDS, 9.0)
+    once = Recognizer.from_onnx(model, threshold=0.5, speeds=(1,))
+    assert once.speeds == (1.0,)
+    several = Recognizer.from_onnx(model, threshold=0.5, speeds=(0.9, 1, 1.1))
+    assert several.speeds == (1.0, 0.9, 1.1)
+    heard = several.scores(audio)
+    expected = [p for _, p in once.scores(audio)]
+    for speed in (0.9, 1.1):
+        played = soxr.ResampleStream(RATE, RATE / speed, 1, dtype="float32").resample_chunk(audio)
+        once.reset()
+        steps = once.scores(played)
+        times = np.array([t for t, _ in steps]) * speed  # back on the stream's clock
+        for i, (time_s, _) in enumerate(heard):
+            latest = max(np.searchsorted(times, time_s + once.step_s / 2 + 1e-6, side="right") - 1, 0)
+            expected[i] = expected[i] + steps[latest][1]
+    assert len(expected) - 5 <= len(heard) < len(expected)  # the last steps wait for the other speeds
+    assert np.allclose([p for _, p in heard], np.array(expected[:len(heard)]) / 3, atol=1e-6)
+    once.reset()
+    assert not np.allclose([p for _, p in heard], [p for _, p in once.scores(audio)[:len(heard)]], atol=1e-3)
+    several.reset()
+    chunked = [s for i in range(0, len(audio), 777) for s in several.scores(audio[i:i + 777])]
+    assert len(chunked) == len(heard) and all(a[0] == b[0] and np.array_equal(a[1], b[1])
+                                              for a, b in zip(heard, chunked))
+
+    reference = _feed(several, audio, [160])
+    assert _feed(several, audio, [1, 7, 480, 3333, 90]) == reference
+    assert [d.label for d in reference] == [d.label for d in _feed(once, audio, [160])]
+    assert all(abs(d.time_s - b.time_s) <= 0.1 for d, b in zip(reference, _feed(once, audio, [160])))
+    assert several.fresh().speeds == several.speeds
+    for speeds, message in (((0.9, 1.1), "include 1"), ((1, 3), "between 0.5 and 2"), ((1, 1), "distinct"),
+                            (("fast",), "must be numbers")):
+        with pytest.raises(EdgeError, match=message):
+            Recognizer.from_onnx(model, speeds=speeds)
+
+
+def test_listen_speeds_option(model, stream_wav, capsys):
+    """--speeds overrides the model's own; a list without 1 is refused in one line."""
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--speeds", "1,0.95,1.05", "--threshold", "0.5",
+                 "--json"]) == 0
+    assert _events(capsys.readouterr().out)
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--speeds", "0.95"]) == 2
+    assert "include 1" in _error(capsys)
+
+
 def test_public_surface(model):
     recognizer = Recognizer.from_onnx(model)
     assert recognizer.sample_rate == 16000

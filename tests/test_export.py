@@ -108,8 +108,12 @@ def test_export_refuses_to_replace_a_model_without_force(tiny_export, tiny_data,
     assert "kws.stream.onnx" in error and "--force" in error
     assert sorted(p.name for p in shipped.iterdir()) == ["kws.stream.onnx"]
     assert (shipped / "kws.stream.onnx").read_bytes() == b"shipped"
-    assert main(args + ["--force"]) == 0
+    assert main(args + ["--force", "--speeds", "1,0.9,1.1"]) == 0
     assert (shipped / "kws.stream.onnx").read_bytes() != b"shipped" and (shipped / "kws.onnx").exists()
+    from edge import Recognizer
+
+    assert json.loads(_meta(shipped / "kws.onnx")["speeds"]) == [1.0, 0.9, 1.1]
+    assert Recognizer.from_onnx(shipped / "kws.onnx").speeds == (1.0, 0.9, 1.1)
 
 
 def test_export_bad_paths(tiny_export, tiny_data, tmp_path, capsys):
@@ -127,6 +131,10 @@ def test_export_refuses_detection_settings_that_cannot_work(tiny_export, tiny_da
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"),
                  "--data", str(tiny_data), "--average-ms", "0"]) == 2
     assert "average_ms must be more than 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse refuses it before any work
+        main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"),
+              "--data", str(tiny_data), "--speeds", "0.9,1.1"])
+    assert "include 1" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
