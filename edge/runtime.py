@@ -193,7 +193,7 @@ class _View:
 
     def __init__(self, scorer, speed: float, readout_steps: int, n_labels: int, rate: int, step_s: float):
         self.scorer, self.speed = scorer, speed
-        self._readout = (readout_steps, n_labels)
+        self._ring_shape = (readout_steps, n_labels)
         self._rate, self._step_s = rate, step_s
         self.reset()
 
@@ -208,7 +208,7 @@ class _View:
             import soxr
 
             self._resampler = soxr.ResampleStream(self._rate, self._rate / self.speed, 1, dtype="float32")
-        self._recent_logits = np.full(self._readout, -np.inf, np.float32)  # a ring; -inf where no step has come yet
+        self._recent_logits = np.full(self._ring_shape, -np.inf, np.float32)  # a ring; -inf where no step has come yet
         self._steps = 0
 
     def push(self, audio: np.ndarray) -> list[tuple[float, np.ndarray]]:

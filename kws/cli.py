@@ -305,16 +305,6 @@ def _detector_settings(**values):
         raise KwsError(f"detection settings: {error}") from None
 
 
-def _speeds_of(model: Path) -> list[float]:
-    from edge.runtime import read_model_info
-
-    return list(read_model_info(model).speeds)
-
-
-def _heard_at(speeds: list[float]) -> str:
-    return "" if len(speeds) == 1 else f"; heard at speeds {', '.join(f'{v:g}' for v in speeds)}"
-
-
 def _eval_stream(args) -> int:
     from kws.eval_audio import read_truth, recording, validation_stream, write_truth
     from kws.eval_stream import describe, evaluate_stream, table
@@ -334,7 +324,7 @@ def _eval_stream(args) -> int:
     overall = result.figures["overall"]
     print(f"{source}: {overall['spoken']} keywords, "
           f"{sum(not w.is_keyword for w in words)} other words, model {args.model}")
-    print(f"detection: {describe(result.settings)}{_heard_at(_speeds_of(args.model))}")
+    print(f"detection: {describe(result.settings, result.speeds)}")
     print(table(result.figures))
     if args.out is not None and args.save_stream and args.data is not None:
         import soundfile as sf
@@ -355,10 +345,10 @@ def _eval_open_set(args) -> int:
 
     scores = score_open_set(args.model, args.data, args.other, args.split, tuple(args.negatives), args.minutes,
                             args.seed, not args.no_progress and sys.stderr.isatty())
-    figures = {"model": str(args.model), "split": args.split, "detection": describe(scores.stream.settings),
-               "speeds": _speeds_of(args.model), **open_set_report(scores)}
-    print(f"{args.model} on {args.split} speakers of {args.other}; detection: {figures['detection']}"
-          f"{_heard_at(figures['speeds'])}")
+    figures = {"model": str(args.model), "split": args.split,
+               "detection": describe(scores.stream.settings, scores.stream.speeds),
+               "speeds": list(scores.stream.speeds), **open_set_report(scores)}
+    print(f"{args.model} on {args.split} speakers of {args.other}; detection: {figures['detection']}")
     print(table(figures))
     if args.out is not None:
         path = args.out / f"{args.model.stem}.open_set_{args.split}.json"

@@ -119,6 +119,7 @@ class StepScores:
     seconds: float  # length of the recording
     settings: DetectorSettings  # the model's own detection settings
     step_s: float  # seconds per model step
+    speeds: tuple[float, ...] = (1.0,)  # the speeds the runtime heard it at, their scores averaged
 
     @property
     def keywords(self) -> list[str]:
@@ -144,7 +145,7 @@ def run_model(model: str | Path | Recognizer, audio: np.ndarray, progress: bool 
             times.append(time_s)
             probabilities.append(p)
     return StepScores(recognizer.labels, np.array(times), np.array(probabilities),
-                      len(audio) / recognizer.sample_rate, recognizer.settings, recognizer.step_s)
+                      len(audio) / recognizer.sample_rate, recognizer.settings, recognizer.step_s, recognizer.speeds)
 
 
 def detect(scores: StepScores, settings: DetectorSettings) -> list[tuple[str, float]]:

@@ -21,14 +21,16 @@ from kws.eval_scoring import (LabelScore, StepScores, StreamScore, Word, detect,
 DET_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.20, 0.951, 0.01), 2))
 
 
-def describe(settings: DetectorSettings) -> str:
-    """The detection settings in a few words, for reports and plot titles."""
+def describe(settings: DetectorSettings, speeds: tuple[float, ...] = (1.0,)) -> str:
+    """The detection settings (and the speeds the stream was heard at) in a few words, for reports and plot
+    titles."""
     text = f"threshold {settings.threshold:g} on a {settings.average_ms:.0f} ms average"
     if settings.thresholds:
         text += " (or per keyword)"
     if settings.sustained_ms:
         text += f", or {settings.sustained_threshold:g} on {settings.sustained_ms:.0f} ms"
-    return text + f", events {settings.suppression_ms:.0f} ms apart"
+    text += f", events {settings.suppression_ms:.0f} ms apart"
+    return text if len(speeds) == 1 else text + f"; heard at speeds {', '.join(f'{v:g}' for v in speeds)}"
 
 
 def det_points(scores: StepScores, words: list[Word], thresholds=DET_THRESHOLDS) -> dict[str, list[dict]]:
@@ -114,6 +116,7 @@ class StreamEvaluation:
     figures: dict
     files: tuple[Path, ...]
     settings: DetectorSettings
+    speeds: tuple[float, ...]
 
 
 def evaluate_stream(model: str | Path, audio: np.ndarray, words: list[Word], out: Path | None,
@@ -135,7 +138,7 @@ def evaluate_stream(model: str | Path, audio: np.ndarray, words: list[Word], out
         save_json(files[-1], figures)
         files.append(out / f"{name}.det.png")
         plot_det(files[-1], figures["det"], f"{name}: {scores.seconds / 60:.0f} min, {figures['overall']['spoken']} "
-                 f"keywords\n{describe(settings)}")
+                 f"keywords\n{describe(settings, scores.speeds)}")
         files.append(out / f"{name}.timeline.png")
         plot_timeline(files[-1], scores, words, events, settings, 0.0, min(excerpt_s, scores.seconds))
-    return StreamEvaluation(figures, tuple(files), settings)
+    return StreamEvaluation(figures, tuple(files), settings, scores.speeds)
