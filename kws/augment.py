@@ -85,6 +85,15 @@ def _band_masks(batch: int, size: int, count: int, max_width: int, generator: to
     return keep
 
 
+def mel_band_mask(batch: int, config: AugmentConfig, feature_config: FeatureConfig,
+                  generator: torch.Generator) -> torch.Tensor | None:
+    """[batch, n_mels] bool for the front end's `mel_mask`, or None when no mel masks are asked for."""
+    if config.mel_masks == 0:
+        return None
+    bands = feature_config.n_mels
+    return _band_masks(batch, bands, config.mel_masks, min(config.mel_mask_bands, bands), generator)
+
+
 def spec_mask(features: torch.Tensor, config: AugmentConfig, feature_config: FeatureConfig,
               generator: torch.Generator) -> torch.Tensor:
     """SpecAugment-style masks on normalised features [batch, frames, n_mfcc]: masked values become 0,

@@ -39,6 +39,8 @@ _OVERRIDES = {
     "noise_gain_max": ("augment", "noise_gain_max", float),
     "reverb_probability": ("augment", "reverb_probability", float),
     "eq_probability": ("augment", "eq_probability", float),
+    "mel_masks": ("augment", "mel_masks", int),
+    "mel_mask_bands": ("augment", "mel_mask_bands", int),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
     "unknown_weighting": ("data", "unknown_weighting", str),

@@ -118,10 +118,19 @@ class AugmentConfig:
     time_mask_ms: int = 100
     freq_masks: int = 2
     freq_mask_bins: int = 5
+    # SpecAugment's frequency masks where it puts them, on the log-mel bands before the cepstrum: a masked
+    # band becomes the frame's mean level, not silence. (A cepstral mask above smooths the whole spectrum.)
+    mel_masks: int = 0
+    mel_mask_bands: int = 6
     # Share of training audio heard through a simulated room (reverberation) and through a random
     # microphone response (equalisation): users' rooms and microphones are not the data set's.
     reverb_probability: float = 0.0
     eq_probability: float = 0.0
+
+    def __post_init__(self):
+        if self.mel_masks < 0 or self.mel_mask_bands < 0:
+            raise KwsError(f"mel_masks and mel_mask_bands must be 0 or more, not {self.mel_masks} and "
+                           f"{self.mel_mask_bands}")
 
 
 @dataclass(frozen=True)

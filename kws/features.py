@@ -40,7 +40,15 @@ class MfccFrontEnd(nn.Module):
         else:
             self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=config.sample_rate, **mel)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        # the same log offset as MFCC's log_mels
-        features = self.mfcc(audio) if self.config.front_end == "mfcc" else torch.log(self.mel(audio) + 1e-6)
-        return features.transpose(-1, -2)  # [batch, n, frames] -> [batch, frames, n]
+    def forward(self, audio: torch.Tensor, mel_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`mel_mask` [batch, n_mels] bool (training only): those log-mel bands become each frame's mean over
+        the bands before the cepstrum is taken."""
+        if mel_mask is None and self.config.front_end == "mfcc":
+            return self.mfcc(audio).transpose(-1, -2)  # [batch, n, frames] -> [batch, frames, n]
+        mel = self.mfcc.MelSpectrogram(audio) if self.config.front_end == "mfcc" else self.mel(audio)
+        log_mel = torch.log(mel + 1e-6)  # the same log offset as MFCC's log_mels
+        if mel_mask is not None:
+            log_mel = torch.where(mel_mask[:, :, None], log_mel.mean(dim=-2, keepdim=True), log_mel)
+        if self.config.front_end == "mfcc":
+            return log_mel.transpose(-1, -2) @ self.mfcc.dct_mat
+        return log_mel.transpose(-1, -2)

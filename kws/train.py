@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torchaudio
 from tqdm import tqdm
 
-from kws.augment import add_noise, augment_audio, perturb, room_and_microphone, spec_mask
+from kws.augment import add_noise, augment_audio, mel_band_mask, perturb, room_and_microphone, spec_mask
 from kws.checkpoint import (atomic_write, load_checkpoint, model_from_checkpoint, remove_stale_temporaries,
                             save_checkpoint)
 from kws.config import UNKNOWN, Config
@@ -86,7 +86,8 @@ def _distillation(logits: torch.Tensor, teacher_logits: torch.Tensor, config: Co
 def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator, teacher=None):
     """Loss and (correct, counted) on single aligned clips."""
     waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
-    features = spec_mask(model.features(waveforms), config.augment, config.features, generator)
+    mel_mask = mel_band_mask(len(waveforms), config.augment, config.features, generator)
+    features = spec_mask(model.features(waveforms, mel_mask), config.augment, config.features, generator)
     logits = clip_logits_from_frames(model.classify_frames(features), config.model)
     loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
     if teacher is not None:  # the teacher hears the audio without the model's spectrogram masks
@@ -103,7 +104,8 @@ def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, 
     batch = make_sequences(clips, labels, model.head.out_features, config, window, generator, audio.speech)
     mixed = add_noise(batch.audio, audio.noise, config.augment, generator)
     mixed = room_and_microphone(mixed, config.augment, config.features, generator)
-    features = spec_mask(model.features(mixed), config.augment, config.features, generator)
+    mel_mask = mel_band_mask(len(mixed), config.augment, config.features, generator)
+    features = spec_mask(model.features(mixed, mel_mask), config.augment, config.features, generator)
     logits = window_max(model.classify_frames(features), window)
     allowed = batch.allowed[:, : logits.shape[1]]
     loss = sequence_loss(logits, allowed, config.train.label_smoothing)

@@ -1,7 +1,13 @@
 import torch
 
-from kws.augment import change_level, equalise, mix_noise, reverberate, spec_mask, time_shift
+import dataclasses
+
+import pytest
+
+from kws.augment import change_level, equalise, mel_band_mask, mix_noise, reverberate, spec_mask, time_shift
 from kws.config import AugmentConfig, FeatureConfig
+from kws.errors import KwsError
+from kws.features import MfccFrontEnd
 
 
 def _clicks(batch=8, n=16000):
@@ -39,6 +45,31 @@ def test_spec_mask_keeps_shape_and_zeroes_bands():
     fully_masked_frames = zero.all(dim=2).sum(dim=1)
     assert (fully_masked_frames <= 2 * 10).all()  # two masks of at most 100 ms each
     assert not torch.equal(zero[0], zero[1])  # every clip gets its own masks
+
+
+def test_mel_masks_flatten_bands_before_the_cepstrum_and_nothing_else():
+    audio = torch.randn(4, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
+    front_end = MfccFrontEnd(FeatureConfig())
+    assert mel_band_mask(4, AugmentConfig(), FeatureConfig(), torch.Generator()) is None  # off by default
+    nothing = torch.zeros(4, FeatureConfig().n_mels, dtype=torch.bool)
+    assert torch.allclose(front_end(audio, nothing), front_end(audio), atol=1e-4)  # the same cepstrum
+
+    mask = mel_band_mask(4, AugmentConfig(mel_masks=2, mel_mask_bands=6), FeatureConfig(),
+                         torch.Generator().manual_seed(1))
+    assert mask.shape == (4, 40) and (mask.sum(dim=1) <= 12).all() and not torch.equal(mask[0], mask[1])
+    assert not torch.allclose(front_end(audio, mask), front_end(audio), atol=1e-3)
+
+    log_mel = MfccFrontEnd(dataclasses.replace(FeatureConfig(), front_end="log-mel"))
+    plain, masked = log_mel(audio), log_mel(audio, mask)  # [batch, frames, bands]
+    assert torch.equal(masked[~mask[:, None, :].expand_as(masked)], plain[~mask[:, None, :].expand_as(plain)])
+    row = int(mask.sum(dim=1).argmax())
+    band = int(mask[row].nonzero()[0])
+    assert torch.allclose(masked[row, :, band], plain[row].mean(dim=1))  # a masked band is the frame's mean
+
+
+def test_mel_mask_settings_are_checked():
+    with pytest.raises(KwsError, match="mel_masks"):
+        AugmentConfig(mel_masks=-1)
 
 
 def test_place_in_context_keeps_the_clip_whole_at_random_offsets():

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -26,6 +27,15 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tiny_data, tiny_config, 
     assert {**state["config"], "data": {**state["config"]["data"], "keywords": None}} == tiny_config.to_dict()
     assert state["labels"] == ["_silence_", "_unknown_", "yes", "no", "stop"]
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_mel_masks_train_both_steps(tiny_data, tiny_config, tmp_path):
+    config = dataclasses.replace(tiny_config, augment=dataclasses.replace(tiny_config.augment, mel_masks=2),
+                                 train=dataclasses.replace(tiny_config.train, epochs=1))
+    train(tiny_data, tmp_path / "clips", config, progress=False, echo=_quiet)
+    sequences = dataclasses.replace(config, train=dataclasses.replace(config.train, sequence_ms=2000))
+    train(tiny_data, tmp_path / "tuned", sequences, progress=False, echo=_quiet)
+    assert load_checkpoint(tmp_path / "tuned" / "best.pt")["config"]["augment"]["mel_masks"] == 2
 
 
 def test_resume_matches_an_uninterrupted_run(tiny_data, tiny_config, tmp_path, monkeypatch):
