@@ -3,7 +3,7 @@ sustained rule and suppression.
 
     python tools/stream_check.py --data ../shared/data/speech_commands [--model models/kws.onnx] [--minutes 10]
         [--thresholds 0.8,0.9] [--average-ms 200,300] [--sustained 0,800/0.7,1000/0.65] [--suppression-ms 1500]
-        [--other ../shared/data/other_speech]
+        [--other ../shared/data/other_speech [--negatives FILE_OR_FOLDER]]
 
 The runtime runs once over a seeded stream (as `kws eval-stream` builds it); the detector is then replayed
 for each setting. With `--other`, the stream is the open-set measurement's (commands among other words and
@@ -57,12 +57,14 @@ def main() -> None:
                         help="slower rules to try, MS/THRESHOLD, comma-separated; 0 for none")
     parser.add_argument("--suppression-ms", type=_numbers, default=(1500,))
     parser.add_argument("--other", type=Path, help="other-speech folder: score the open-set measurement instead")
+    parser.add_argument("--negatives", type=Path, action="append", default=[], metavar="FILE_OR_FOLDER",
+                        help="with --other: more speech without commands, as `kws eval-open-set --negatives`")
     args = parser.parse_args()
 
     open_set = None
     if args.other is not None:
-        open_set = score_open_set(args.model, args.data, args.other, minutes=args.minutes, seed=args.seed,
-                                  progress=False)
+        open_set = score_open_set(args.model, args.data, args.other, negatives=tuple(args.negatives),
+                                  minutes=args.minutes, seed=args.seed, progress=False)
         scores, words = open_set.stream, open_set.stream_words
     else:
         audio, words = validation_stream(args.model, args.data, args.minutes, args.seed)
