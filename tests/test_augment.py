@@ -1,8 +1,7 @@
-import torch
-
 import dataclasses
 
 import pytest
+import torch
 
 from kws.augment import change_level, equalise, mel_band_mask, mix_noise, reverberate, spec_mask, time_shift
 from kws.config import AugmentConfig, FeatureConfig
