@@ -67,11 +67,11 @@ def change_speed(audio: torch.Tensor, max_change: float, generator: torch.Genera
 
 
 def mix_noise(audio: torch.Tensor, noise: torch.Tensor, probability: float, gain_max: float,
-              generator: torch.Generator) -> torch.Tensor:
+              generator: torch.Generator, vary: bool = True) -> torch.Tensor:
     """Add background noise at a random level to a random share of the clips."""
     batch, n = audio.shape
     gains = _uniform(batch, gain_max, generator) * (torch.rand(batch, generator=generator) < probability)
-    return (audio + gains[:, None] * noise_crops(noise, batch, n, generator, vary=True)).clamp(-1.0, 1.0)
+    return (audio + gains[:, None] * noise_crops(noise, batch, n, generator, vary=vary)).clamp(-1.0, 1.0)
 
 
 def _band_masks(batch: int, size: int, count: int, max_width: int, generator: torch.Generator) -> torch.Tensor:
@@ -204,12 +204,19 @@ def perturb(audio: torch.Tensor, config: AugmentConfig, feature_config: FeatureC
     return time_shift(audio, feature_config.ms_to_samples(config.shift_ms), generator)
 
 
-def add_noise(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
-              generator: torch.Generator) -> torch.Tensor:
-    return mix_noise(audio, noise, config.noise_probability, config.noise_gain_max, generator)
+def add_noise(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig, generator: torch.Generator,
+              speech: torch.Tensor | None = None) -> torch.Tensor:
+    """Background noise, then (with `speech_noise_probability`) other speech, never a keyword, quieter
+    underneath whatever the clip holds: commands are spoken while a television or other people talk."""
+    audio = mix_noise(audio, noise, config.noise_probability, config.noise_gain_max, generator)
+    if speech is None or config.speech_noise_probability <= 0:
+        return audio  # draws nothing, so runs without it repeat exactly
+    return mix_noise(audio, speech, config.speech_noise_probability, config.speech_noise_gain_max, generator,
+                     vary=False)
 
 
 def augment_audio(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
-                  feature_config: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
-    mixed = add_noise(perturb(audio, config, feature_config, generator), noise, config, generator)
+                  feature_config: FeatureConfig, generator: torch.Generator,
+                  speech: torch.Tensor | None = None) -> torch.Tensor:
+    mixed = add_noise(perturb(audio, config, feature_config, generator), noise, config, generator, speech)
     return room_and_microphone(mixed, config, feature_config, generator)

@@ -41,6 +41,8 @@ _OVERRIDES = {
     "eq_probability": ("augment", "eq_probability", float),
     "mel_masks": ("augment", "mel_masks", int),
     "mel_mask_bands": ("augment", "mel_mask_bands", int),
+    "speech_noise_probability": ("augment", "speech_noise_probability", float),
+    "speech_noise_gain_max": ("augment", "speech_noise_gain_max", float),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
     "unknown_weighting": ("data", "unknown_weighting", str),

@@ -126,11 +126,18 @@ class AugmentConfig:
     # microphone response (equalisation): users' rooms and microphones are not the data set's.
     reverb_probability: float = 0.0
     eq_probability: float = 0.0
+    # Share of training audio with other speech (the negatives' training part) underneath, at an amplitude
+    # gain of up to speech_noise_gain_max: a talker in the room is not a command, and does not hide one.
+    speech_noise_probability: float = 0.0
+    speech_noise_gain_max: float = 0.2
 
     def __post_init__(self):
         if self.mel_masks < 0 or self.mel_mask_bands < 0:
             raise KwsError(f"mel_masks and mel_mask_bands must be 0 or more, not {self.mel_masks} and "
                            f"{self.mel_mask_bands}")
+        if not 0 <= self.speech_noise_probability <= 1 or self.speech_noise_gain_max < 0:
+            raise KwsError(f"speech_noise_probability must lie in [0, 1] and speech_noise_gain_max be 0 or more, "
+                           f"not {self.speech_noise_probability} and {self.speech_noise_gain_max}")
 
 
 @dataclass(frozen=True)

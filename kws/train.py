@@ -85,7 +85,7 @@ def _distillation(logits: torch.Tensor, teacher_logits: torch.Tensor, config: Co
 
 def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator, teacher=None):
     """Loss and (correct, counted) on single aligned clips."""
-    waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
+    waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator, audio.speech)
     mel_mask = mel_band_mask(len(waveforms), config.augment, config.features, generator)
     features = spec_mask(model.features(waveforms, mel_mask), config.augment, config.features, generator)
     logits = clip_logits_from_frames(model.classify_frames(features), config.model)
@@ -102,7 +102,7 @@ def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, 
     window = clip_steps(config.features, config.model)
     clips = perturb(waveforms, config.augment, config.features, generator)
     batch = make_sequences(clips, labels, model.head.out_features, config, window, generator, audio.speech)
-    mixed = add_noise(batch.audio, audio.noise, config.augment, generator)
+    mixed = add_noise(batch.audio, audio.noise, config.augment, generator, audio.speech)
     mixed = room_and_microphone(mixed, config.augment, config.features, generator)
     mel_mask = mel_band_mask(len(mixed), config.augment, config.features, generator)
     features = spec_mask(model.features(mixed, mel_mask), config.augment, config.features, generator)
@@ -275,14 +275,20 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     if config.train.select_by in ("open-set", "stream") and not negatives:
         raise KwsError(f"--select-by {config.train.select_by} needs --negatives: the other speech whose "
                        "validation part it rejects")
+    if config.augment.speech_noise_probability > 0 and not negatives:
+        raise KwsError("--speech-noise-probability needs --negatives: the other speech to play underneath")
 
     started = time.monotonic()
     train_audio = load_split(index, "training", keywords, config)
     val_other = None  # validation other speech: clips that should be called silence or unknown
     if negatives:
-        from kws.other_speech import add_other_speech
+        from kws.other_speech import WORD_MAX_S, add_other_speech
 
         train_audio, val_other = add_other_speech(train_audio, tuple(map(Path, negatives)), config, echo)
+        if config.augment.speech_noise_probability > 0 and len(train_audio.speech) < 2 * config.features.clip_samples:
+            raise KwsError("--speech-noise-probability needs continuous speech (files over "
+                           f"{WORD_MAX_S} s) in the training part of --negatives; {', '.join(map(str, negatives))} "
+                           "holds too little")
     if config.data.hard_negative_boost > 0:
         start, _, _ = model_from_checkpoint(load_checkpoint(Path(init_from)), Path(init_from))
         train_audio = _boost_hard_negatives(train_audio, start, config.data.hard_negative_boost, echo)

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from kws.augment import change_level, equalise, mel_band_mask, mix_noise, reverberate, spec_mask, time_shift
+from kws.augment import add_noise, change_level, equalise, mel_band_mask, mix_noise, reverberate, spec_mask, time_shift
 from kws.config import AugmentConfig, FeatureConfig
 from kws.errors import KwsError
 from kws.features import MfccFrontEnd
@@ -69,6 +69,32 @@ def test_mel_masks_flatten_bands_before_the_cepstrum_and_nothing_else():
 def test_mel_mask_settings_are_checked():
     with pytest.raises(KwsError, match="mel_masks"):
         AugmentConfig(mel_masks=-1)
+
+
+def test_speech_underneath_is_off_by_default_and_quieter_than_its_gain_when_on():
+    audio = torch.zeros(64, 16000)
+    noise = torch.randn(5 * 16000, generator=torch.Generator().manual_seed(1)) * 0.1
+    speech = 0.1 * torch.sin(2 * torch.pi * 440 * torch.arange(5 * 16000) / 16000)  # a talker, at 440 Hz
+    plain = torch.Generator().manual_seed(3)
+    without = add_noise(audio, noise, AugmentConfig(), plain)
+    default = torch.Generator().manual_seed(3)
+    assert torch.equal(add_noise(audio, noise, AugmentConfig(), default, speech), without)
+    assert torch.equal(default.get_state(), plain.get_state())  # nothing drawn: earlier runs repeat
+
+    config = AugmentConfig(noise_probability=0.0, speech_noise_probability=0.5, speech_noise_gain_max=0.2)
+    mixed = add_noise(audio, noise, config, torch.Generator().manual_seed(3), speech)
+    heard = mixed.abs().amax(dim=1) > 0
+    assert 16 < int(heard.sum()) < 48  # about half the clips
+    assert (mixed.abs() <= 0.2 * 0.1 + 1e-6).all()
+    spectra = torch.fft.rfft(mixed[heard]).abs()  # 1-s clips: 1-Hz bins
+    assert (spectra.argmax(dim=1) == 440).all()  # played as it is: not sped up or slowed down like noise
+
+
+def test_speech_underneath_settings_are_checked():
+    with pytest.raises(KwsError, match="speech_noise_probability"):
+        AugmentConfig(speech_noise_probability=1.5)
+    with pytest.raises(KwsError, match="speech_noise_gain_max"):
+        AugmentConfig(speech_noise_gain_max=-0.1)
 
 
 def test_place_in_context_keeps_the_clip_whole_at_random_offsets():

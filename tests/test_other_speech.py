@@ -205,3 +205,27 @@ def test_hard_negatives_are_the_unknown_clips_the_starting_model_takes_for_keywo
     assert int(weights.argmax()) == len(weights) - 1 and weights[-1] > 5.0  # the planted clip leads
     assert "hard negatives: " in lines[0]
     assert torch.equal(boosted.unknown_weights[boosted.keyword_indices], torch.ones(len(boosted.keyword_indices)))
+
+
+def test_speech_underneath_trains_both_steps_and_needs_continuous_speech(tmp_path, tiny_data, tiny_config):
+    import shutil
+
+    import pytest
+
+    from kws.checkpoint import load_checkpoint
+    from kws.errors import KwsError
+    from kws.train import train
+
+    other = make_other_speech(tmp_path / "other")
+    config = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, epochs=1),
+                                 augment=dataclasses.replace(tiny_config.augment, speech_noise_probability=0.5))
+    train(tiny_data, tmp_path / "clips", config, progress=False, echo=lambda line: None, negatives=(other,))
+    sequences = dataclasses.replace(config, train=dataclasses.replace(config.train, sequence_ms=2000))
+    train(tiny_data, tmp_path / "tuned", sequences, progress=False, echo=lambda line: None, negatives=(other,))
+    assert load_checkpoint(tmp_path / "tuned" / "best.pt")["config"]["augment"]["speech_noise_probability"] == 0.5
+
+    with pytest.raises(KwsError, match="needs --negatives"):
+        train(tiny_data, tmp_path / "alone", config, progress=False, echo=lambda line: None)
+    shutil.rmtree(other / "librispeech")  # only isolated words left: nothing to play underneath
+    with pytest.raises(KwsError, match="continuous speech"):
+        train(tiny_data, tmp_path / "words", config, progress=False, echo=lambda line: None, negatives=(other,))
