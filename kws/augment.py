@@ -67,10 +67,12 @@ def change_speed(audio: torch.Tensor, max_change: float, generator: torch.Genera
 
 
 def mix_noise(audio: torch.Tensor, noise: torch.Tensor, probability: float, gain_max: float,
-              generator: torch.Generator, vary: bool = True) -> torch.Tensor:
-    """Add background noise at a random level to a random share of the clips."""
+              generator: torch.Generator, vary: bool = True, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Add background noise at a random level to a random share of the clips (of those `allowed`, [batch] bool)."""
     batch, n = audio.shape
     gains = _uniform(batch, gain_max, generator) * (torch.rand(batch, generator=generator) < probability)
+    if allowed is not None:
+        gains = gains * allowed
     return (audio + gains[:, None] * noise_crops(noise, batch, n, generator, vary=vary)).clamp(-1.0, 1.0)
 
 
@@ -205,18 +207,20 @@ def perturb(audio: torch.Tensor, config: AugmentConfig, feature_config: FeatureC
 
 
 def add_noise(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig, generator: torch.Generator,
-              speech: torch.Tensor | None = None) -> torch.Tensor:
+              speech: torch.Tensor | None = None, negative: torch.Tensor | None = None) -> torch.Tensor:
     """Background noise, then (with `speech_noise_probability`) other speech, never a keyword, quieter
-    underneath whatever the clip holds: commands are spoken while a television or other people talk."""
+    underneath: commands are spoken while a television or other people talk. `negative` ([batch] bool,
+    the clips that hold no command) is where `speech_noise_on="negatives"` allows it."""
     audio = mix_noise(audio, noise, config.noise_probability, config.noise_gain_max, generator)
     if speech is None or config.speech_noise_probability <= 0:
         return audio  # draws nothing, so runs without it repeat exactly
+    allowed = negative if config.speech_noise_on == "negatives" else None
     return mix_noise(audio, speech, config.speech_noise_probability, config.speech_noise_gain_max, generator,
-                     vary=False)
+                     vary=False, allowed=allowed)
 
 
 def augment_audio(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfig,
                   feature_config: FeatureConfig, generator: torch.Generator,
-                  speech: torch.Tensor | None = None) -> torch.Tensor:
-    mixed = add_noise(perturb(audio, config, feature_config, generator), noise, config, generator, speech)
+                  speech: torch.Tensor | None = None, negative: torch.Tensor | None = None) -> torch.Tensor:
+    mixed = add_noise(perturb(audio, config, feature_config, generator), noise, config, generator, speech, negative)
     return room_and_microphone(mixed, config, feature_config, generator)

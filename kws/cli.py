@@ -43,6 +43,7 @@ _OVERRIDES = {
     "mel_mask_bands": ("augment", "mel_mask_bands", int),
     "speech_noise_probability": ("augment", "speech_noise_probability", float),
     "speech_noise_gain_max": ("augment", "speech_noise_gain_max", float),
+    "speech_noise_on": ("augment", "speech_noise_on", str),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
     "unknown_weighting": ("data", "unknown_weighting", str),

@@ -130,6 +130,9 @@ class AugmentConfig:
     # gain of up to speech_noise_gain_max: a talker in the room is not a command, and does not hide one.
     speech_noise_probability: float = 0.0
     speech_noise_gain_max: float = 0.2
+    # "all" clips, or only "negatives" (those labelled _silence_ or _unknown_; clip training only): then it
+    # teaches that talk is not a command without teaching that a command may come wrapped in talk.
+    speech_noise_on: str = "all"
 
     def __post_init__(self):
         if self.mel_masks < 0 or self.mel_mask_bands < 0:
@@ -138,6 +141,8 @@ class AugmentConfig:
         if not 0 <= self.speech_noise_probability <= 1 or self.speech_noise_gain_max < 0:
             raise KwsError(f"speech_noise_probability must lie in [0, 1] and speech_noise_gain_max be 0 or more, "
                            f"not {self.speech_noise_probability} and {self.speech_noise_gain_max}")
+        if self.speech_noise_on not in ("all", "negatives"):
+            raise KwsError(f"speech_noise_on must be 'all' or 'negatives', not {self.speech_noise_on!r}")
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,8 @@ def _distillation(logits: torch.Tensor, teacher_logits: torch.Tensor, config: Co
 
 def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator, teacher=None):
     """Loss and (correct, counted) on single aligned clips."""
-    waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator, audio.speech)
+    waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator, audio.speech,
+                              negative=labels < 2)  # labels 0 and 1: _silence_ and _unknown_
     mel_mask = mel_band_mask(len(waveforms), config.augment, config.features, generator)
     features = spec_mask(model.features(waveforms, mel_mask), config.augment, config.features, generator)
     logits = clip_logits_from_frames(model.classify_frames(features), config.model)
@@ -277,6 +278,10 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
                        "validation part it rejects")
     if config.augment.speech_noise_probability > 0 and not negatives:
         raise KwsError("--speech-noise-probability needs --negatives: the other speech to play underneath")
+    if config.augment.speech_noise_on == "negatives" and config.augment.speech_noise_probability > 0 \
+            and config.train.sequence_ms > 0:
+        raise KwsError("--speech-noise-on negatives is for clip training: a training sequence holds commands and "
+                       "other words together")
 
     started = time.monotonic()
     train_audio = load_split(index, "training", keywords, config)

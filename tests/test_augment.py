@@ -89,12 +89,19 @@ def test_speech_underneath_is_off_by_default_and_quieter_than_its_gain_when_on()
     spectra = torch.fft.rfft(mixed[heard]).abs()  # 1-s clips: 1-Hz bins
     assert (spectra.argmax(dim=1) == 440).all()  # played as it is: not sped up or slowed down like noise
 
+    negative = torch.arange(64) % 2 == 0  # the clips that hold no command
+    only = dataclasses.replace(config, speech_noise_probability=1.0, speech_noise_on="negatives")
+    mixed = add_noise(audio, noise, only, torch.Generator().manual_seed(3), speech, negative)
+    assert (mixed[negative].abs().amax(dim=1) > 0).all() and (mixed[~negative] == 0).all()
+
 
 def test_speech_underneath_settings_are_checked():
     with pytest.raises(KwsError, match="speech_noise_probability"):
         AugmentConfig(speech_noise_probability=1.5)
     with pytest.raises(KwsError, match="speech_noise_gain_max"):
         AugmentConfig(speech_noise_gain_max=-0.1)
+    with pytest.raises(KwsError, match="speech_noise_on"):
+        AugmentConfig(speech_noise_on="commands")
 
 
 def test_place_in_context_keeps_the_clip_whole_at_random_offsets():

@@ -226,6 +226,12 @@ def test_speech_underneath_trains_both_steps_and_needs_continuous_speech(tmp_pat
 
     with pytest.raises(KwsError, match="needs --negatives"):
         train(tiny_data, tmp_path / "alone", config, progress=False, echo=lambda line: None)
+    negatives_only = dataclasses.replace(config,
+                                         augment=dataclasses.replace(config.augment, speech_noise_on="negatives"))
+    train(tiny_data, tmp_path / "quiet", negatives_only, progress=False, echo=lambda line: None, negatives=(other,))
+    with pytest.raises(KwsError, match="clip training"):
+        train(tiny_data, tmp_path / "sequences", dataclasses.replace(negatives_only, train=sequences.train),
+              progress=False, echo=lambda line: None, negatives=(other,))
     shutil.rmtree(other / "librispeech")  # only isolated words left: nothing to play underneath
     with pytest.raises(KwsError, match="continuous speech"):
         train(tiny_data, tmp_path / "words", config, progress=False, echo=lambda line: None, negatives=(other,))
