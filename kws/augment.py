@@ -96,6 +96,13 @@ def mel_band_mask(batch: int, config: AugmentConfig, feature_config: FeatureConf
     return _band_masks(batch, bands, config.mel_masks, min(config.mel_mask_bands, bands), generator)
 
 
+def vocal_tract_factors(batch: int, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor | None:
+    """[batch] warp factors in 1 ± vocal_tract_warp for the front end's `warp`, or None when it is off."""
+    if config.vocal_tract_warp == 0:
+        return None
+    return 1 + (2 * torch.rand(batch, generator=generator) - 1) * config.vocal_tract_warp
+
+
 def spec_mask(features: torch.Tensor, config: AugmentConfig, feature_config: FeatureConfig,
               generator: torch.Generator) -> torch.Tensor:
     """SpecAugment-style masks on normalised features [batch, frames, n_mfcc]: masked values become 0,

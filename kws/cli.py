@@ -41,6 +41,7 @@ _OVERRIDES = {
     "eq_probability": ("augment", "eq_probability", float),
     "mel_masks": ("augment", "mel_masks", int),
     "mel_mask_bands": ("augment", "mel_mask_bands", int),
+    "vocal_tract_warp": ("augment", "vocal_tract_warp", float),
     "speech_noise_probability": ("augment", "speech_noise_probability", float),
     "speech_noise_gain_max": ("augment", "speech_noise_gain_max", float),
     "speech_noise_on": ("augment", "speech_noise_on", str),

@@ -122,6 +122,9 @@ class AugmentConfig:
     # band becomes the frame's mean level, not silence. (A cepstral mask above smooths the whole spectrum.)
     mel_masks: int = 0
     mel_mask_bands: int = 6
+    # Each clip's spectrum stretched by a random factor in 1 ± this before the mel filters (VTLP): formants
+    # of longer and shorter vocal tracts than the data set's speakers have, at the same speaking rate.
+    vocal_tract_warp: float = 0.0
     # Share of training audio heard through a simulated room (reverberation) and through a random
     # microphone response (equalisation): users' rooms and microphones are not the data set's.
     reverb_probability: float = 0.0
@@ -138,6 +141,8 @@ class AugmentConfig:
         if self.mel_masks < 0 or self.mel_mask_bands < 0:
             raise KwsError(f"mel_masks and mel_mask_bands must be 0 or more, not {self.mel_masks} and "
                            f"{self.mel_mask_bands}")
+        if not 0 <= self.vocal_tract_warp < 0.5:
+            raise KwsError(f"vocal_tract_warp must lie in [0, 0.5), not {self.vocal_tract_warp}")
         if not 0 <= self.speech_noise_probability <= 1 or self.speech_noise_gain_max < 0:
             raise KwsError(f"speech_noise_probability must lie in [0, 1] and speech_noise_gain_max be 0 or more, "
                            f"not {self.speech_noise_probability} and {self.speech_noise_gain_max}")

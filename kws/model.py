@@ -94,13 +94,14 @@ class KeywordLSTM(_FrameModel):
     def normalise(self, mfcc: torch.Tensor) -> torch.Tensor:
         return (mfcc - self.feature_mean) / self.feature_std
 
-    def features(self, audio: torch.Tensor, mel_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, audio: torch.Tensor, mel_mask: torch.Tensor | None = None,
+                 warp: torch.Tensor | None = None) -> torch.Tensor:
         """[batch, samples] -> normalised MFCC [batch, frames, n_mfcc]; with convolutions, after as much
-        silence as they reach back, as a stream begins (the runtime starts from zeros). `mel_mask`: see
-        MfccFrontEnd."""
+        silence as they reach back, as a stream begins (the runtime starts from zeros). `mel_mask` and
+        `warp`: see MfccFrontEnd."""
         if self.lookback_samples:
             audio = nn.functional.pad(audio, (self.lookback_samples, 0))
-        return self.normalise(self.front_end(audio, mel_mask))
+        return self.normalise(self.front_end(audio, mel_mask, warp))
 
     def _steps(self, features: torch.Tensor) -> torch.Tensor:
         """Normalised frames -> the LSTM's input, one row per step."""

@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 import torch
 
-from kws.augment import add_noise, change_level, equalise, mel_band_mask, mix_noise, reverberate, spec_mask, time_shift
+from kws.augment import (add_noise, change_level, equalise, mel_band_mask, mix_noise, reverberate, spec_mask, time_shift,
+                         vocal_tract_factors)
 from kws.config import AugmentConfig, FeatureConfig
 from kws.errors import KwsError
 from kws.features import MfccFrontEnd
@@ -66,9 +67,29 @@ def test_mel_masks_flatten_bands_before_the_cepstrum_and_nothing_else():
     assert torch.allclose(masked[row, :, band], plain[row].mean(dim=1))  # a masked band is the frame's mean
 
 
+def test_vocal_tract_warp_moves_formants_and_keeps_the_plain_front_end_at_one():
+    assert vocal_tract_factors(4, AugmentConfig(), torch.Generator()) is None  # off by default
+    factors = vocal_tract_factors(1000, AugmentConfig(vocal_tract_warp=0.1), torch.Generator().manual_seed(0))
+    assert 0.9 <= float(factors.min()) < 0.92 and 1.08 < float(factors.max()) <= 1.1
+
+    time = torch.arange(16000) / 16000
+    tone = (0.1 * torch.sin(2 * torch.pi * 1000 * time)).expand(3, -1)  # 1 kHz, far under the knee
+    log_mel = MfccFrontEnd(dataclasses.replace(FeatureConfig(), front_end="log-mel"))
+    plain = log_mel(tone)
+    warped = log_mel(tone, warp=torch.tensor([1.0, 0.85, 1.15]))
+    assert torch.allclose(warped[0], plain[0], atol=1e-4)  # a factor of 1 changes nothing
+    peak = warped.mean(dim=1).argmax(dim=1)  # the loudest band of each clip
+    assert int(peak[1]) < int(peak[0]) < int(peak[2])  # a longer vocal tract lowers it, a shorter one raises it
+
+    mfcc = MfccFrontEnd(FeatureConfig())
+    assert torch.allclose(mfcc(tone, warp=torch.ones(3)), mfcc(tone), atol=1e-3)
+
+
 def test_mel_mask_settings_are_checked():
     with pytest.raises(KwsError, match="mel_masks"):
         AugmentConfig(mel_masks=-1)
+    with pytest.raises(KwsError, match="vocal_tract_warp"):
+        AugmentConfig(vocal_tract_warp=0.5)
 
 
 def test_speech_underneath_is_off_by_default_and_quieter_than_its_gain_when_on():

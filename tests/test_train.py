@@ -29,13 +29,15 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tiny_data, tiny_config, 
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 
-def test_mel_masks_train_both_steps(tiny_data, tiny_config, tmp_path):
-    config = dataclasses.replace(tiny_config, augment=dataclasses.replace(tiny_config.augment, mel_masks=2),
+@pytest.mark.parametrize("setting", [{"mel_masks": 2}, {"vocal_tract_warp": 0.1}])
+def test_spectral_augmentation_trains_both_steps(tiny_data, tiny_config, tmp_path, setting):
+    config = dataclasses.replace(tiny_config, augment=dataclasses.replace(tiny_config.augment, **setting),
                                  train=dataclasses.replace(tiny_config.train, epochs=1))
     train(tiny_data, tmp_path / "clips", config, progress=False, echo=_quiet)
     sequences = dataclasses.replace(config, train=dataclasses.replace(config.train, sequence_ms=2000))
     train(tiny_data, tmp_path / "tuned", sequences, progress=False, echo=_quiet)
-    assert load_checkpoint(tmp_path / "tuned" / "best.pt")["config"]["augment"]["mel_masks"] == 2
+    stored = load_checkpoint(tmp_path / "tuned" / "best.pt")["config"]["augment"]
+    assert {name: stored[name] for name in setting} == setting
 
 
 def test_resume_matches_an_uninterrupted_run(tiny_data, tiny_config, tmp_path, monkeypatch):
