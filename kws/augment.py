@@ -114,6 +114,15 @@ def spec_mask(features: torch.Tensor, config: AugmentConfig, feature_config: Fea
     return features.masked_fill(time[:, :, None] | freq[:, None, :], 0.0)
 
 
+def spectral_features(model: torch.nn.Module, audio: torch.Tensor, config: AugmentConfig,
+                      feature_config: FeatureConfig, generator: torch.Generator) -> torch.Tensor:
+    """The model's normalised features of training audio with the spectral augmentations: mel-band masks and
+    the vocal tract warp inside the front end, SpecAugment masks on its output."""
+    mel_mask = mel_band_mask(len(audio), config, feature_config, generator)
+    warp = vocal_tract_factors(len(audio), config, generator)
+    return spec_mask(model.features(audio, mel_mask, warp), config, feature_config, generator)
+
+
 def place_in_context(audio: torch.Tensor, context: int, generator: torch.Generator) -> torch.Tensor:
     """[batch, samples] -> [batch, samples + context]: each clip at a random offset in silence (the
     noise mixed in next fills it)."""

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 import torchaudio
 from tqdm import tqdm
 
-from kws.augment import (add_noise, augment_audio, mel_band_mask, perturb, room_and_microphone, spec_mask,
-                         vocal_tract_factors)
+from kws.augment import add_noise, augment_audio, perturb, room_and_microphone, spectral_features
 from kws.checkpoint import (atomic_write, load_checkpoint, model_from_checkpoint, remove_stale_temporaries,
                             save_checkpoint)
 from kws.config import UNKNOWN, Config
@@ -88,9 +87,7 @@ def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, gene
     """Loss and (correct, counted) on single aligned clips."""
     waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator, audio.speech,
                               negative=labels < 2)  # labels 0 and 1: _silence_ and _unknown_
-    mel_mask = mel_band_mask(len(waveforms), config.augment, config.features, generator)
-    warp = vocal_tract_factors(len(waveforms), config.augment, generator)
-    features = spec_mask(model.features(waveforms, mel_mask, warp), config.augment, config.features, generator)
+    features = spectral_features(model, waveforms, config.augment, config.features, generator)
     logits = clip_logits_from_frames(model.classify_frames(features), config.model)
     loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
     if teacher is not None:  # the teacher hears the audio without the model's spectrogram masks
@@ -107,9 +104,7 @@ def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, 
     batch = make_sequences(clips, labels, model.head.out_features, config, window, generator, audio.speech)
     mixed = add_noise(batch.audio, audio.noise, config.augment, generator, audio.speech)
     mixed = room_and_microphone(mixed, config.augment, config.features, generator)
-    mel_mask = mel_band_mask(len(mixed), config.augment, config.features, generator)
-    warp = vocal_tract_factors(len(mixed), config.augment, generator)
-    features = spec_mask(model.features(mixed, mel_mask, warp), config.augment, config.features, generator)
+    features = spectral_features(model, mixed, config.augment, config.features, generator)
     logits = window_max(model.classify_frames(features), window)
     allowed = batch.allowed[:, : logits.shape[1]]
     loss = sequence_loss(logits, allowed, config.train.label_smoothing)

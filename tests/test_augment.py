@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import torch
 
-from kws.augment import (add_noise, change_level, equalise, mel_band_mask, mix_noise, reverberate, spec_mask, time_shift,
-                         vocal_tract_factors)
+from kws.augment import (add_noise, change_level, equalise, mel_band_mask, mix_noise, reverberate, spec_mask,
+                         time_shift, vocal_tract_factors)
 from kws.config import AugmentConfig, FeatureConfig
 from kws.errors import KwsError
 from kws.features import MfccFrontEnd
