@@ -95,10 +95,16 @@ class DataConfig:
     # Fine-tuning only: an `_unknown_` clip that the starting model (--init-from) takes for a keyword with
     # probability p is drawn (1 + hard_negative_boost * p) times as often: train again on what fires.
     hard_negative_boost: float = 0.0
+    # Train on the commands of this share of the training speakers only (a stable hash of the speaker
+    # picks them, so a smaller share is a subset of a larger one): a learning curve shows what more
+    # command speakers would be worth. Other words, noise and the validation split are never thinned.
+    keyword_speakers_percent: float = 100.0
 
     def __post_init__(self):
         if self.unknown_weighting not in ("clip", "source"):
             raise KwsError(f"unknown_weighting must be 'clip' or 'source', not {self.unknown_weighting!r}")
+        if not 0 < self.keyword_speakers_percent <= 100:
+            raise KwsError(f"keyword_speakers_percent must lie in (0, 100], not {self.keyword_speakers_percent}")
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,12 @@ def held_out_word(word: str, percent: float) -> bool:
     return hash_split(f"{word}_nohash_", 0.0, percent) == "testing"
 
 
+def kept_speaker(path: str | Path, percent: float) -> bool:
+    """Whether a training speaker is among the `percent` kept for a learning curve. The hash is salted so
+    that the speakers kept do not depend on the validation/testing split's own hash."""
+    return percent >= 100 or hash_split(f"learning-curve-{speaker_id(path)}_nohash_", 0.0, percent) == "testing"
+
+
 @dataclass(frozen=True)
 class Clip:
     path: Path
@@ -219,6 +225,9 @@ def load_split(index: DatasetIndex, split: str, keywords: tuple[str, ...], confi
         if (split == "training" and clip.word not in keywords
                 and held_out_word(clip.word, config.data.held_out_words_percent)):
             continue  # a word kept for measuring what the model does with words it never heard
+        if (split == "training" and clip.word in keywords
+                and not kept_speaker(clip.path, config.data.keyword_speakers_percent)):
+            continue
         if isinstance(audio, str):
             log.warning("skipping %s", audio)
             skipped.append(audio)
