@@ -213,21 +213,23 @@ def _load_fixed(path: Path, features: FeatureConfig) -> np.ndarray | str:
         return str(error)
 
 
+def _trained_on(clip: Clip, keywords: tuple[str, ...], config: DataConfig) -> bool:
+    """Whether a training clip is used: not a word kept for measuring what the model does with words it
+    never heard, and a command only from the speakers kept (`keyword_speakers_percent`)."""
+    if clip.word in keywords:
+        return kept_speaker(clip.path, config.keyword_speakers_percent)
+    return not held_out_word(clip.word, config.held_out_words_percent)
+
+
 def load_split(index: DatasetIndex, split: str, keywords: tuple[str, ...], config: Config,
                workers: int = 4) -> SplitAudio:
     """Load every clip of a split. Unreadable files are skipped with a warning, never mid-epoch."""
     labels = labels_for(keywords)
-    clips = index.clips_of(split)
+    clips = [c for c in index.clips_of(split) if split != "training" or _trained_on(c, keywords, config.data)]
     with ThreadPoolExecutor(workers) as pool:  # libsndfile releases the GIL while decoding
         loaded = list(pool.map(lambda c: _load_fixed(c.path, config.features), clips))
     waveforms, label_ids, skipped = [], [], []
     for clip, audio in zip(clips, loaded):
-        if (split == "training" and clip.word not in keywords
-                and held_out_word(clip.word, config.data.held_out_words_percent)):
-            continue  # a word kept for measuring what the model does with words it never heard
-        if (split == "training" and clip.word in keywords
-                and not kept_speaker(clip.path, config.data.keyword_speakers_percent)):
-            continue
         if isinstance(audio, str):
             log.warning("skipping %s", audio)
             skipped.append(audio)

@@ -125,7 +125,6 @@ def test_unreadable_audio_is_a_clear_error(tmp_path, content):
         load_audio(path, 16000)
 
 
-
 def test_keyword_speakers_percent_keeps_whole_nested_speakers_and_every_other_word(tiny_data):
     index, keywords = scan(tiny_data), ("yes", "no", "stop")
     commands = [c.path for c in index.clips_of("training") if c.word in keywords]
