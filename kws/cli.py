@@ -54,6 +54,7 @@ _OVERRIDES = {
     "speech_gaps": ("train", "speech_gaps", float),
     "distill_weight": ("train", "distill_weight", float),
     "distill_temperature": ("train", "distill_temperature", float),
+    "mixup_alpha": ("train", "mixup_alpha", float),
 }
 _DEFAULTS = {"features": FeatureConfig(), "train": TrainConfig(), "model": ModelConfig(), "data": DataConfig(), "augment": AugmentConfig()}
 

@@ -213,12 +213,17 @@ class TrainConfig:
     # false alarms on held-out speech did not fall.
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    # Clip training only (mixup): more than 0 mixes each training clip with another of its batch, weights
+    # lam and 1 - lam with lam ~ Beta(mixup_alpha, mixup_alpha), and the target the same mix of their labels.
+    mixup_alpha: float = 0.0
 
     def __post_init__(self):
         if self.select_by not in ("accuracy", "open-set", "stream"):
             raise KwsError(f"select_by must be 'accuracy', 'open-set' or 'stream', not {self.select_by!r}")
         if self.distill_weight < 0 or self.distill_temperature <= 0:
             raise KwsError("distill_weight must be at least 0 and distill_temperature more than 0")
+        if self.mixup_alpha < 0 or (self.mixup_alpha and self.sequence_ms):
+            raise KwsError(f"mixup_alpha must be at least 0, and 0 with sequence_ms, not {self.mixup_alpha}")
 
     def clips_per_sequence(self, features: FeatureConfig) -> int:
         """Clips in one training sequence; the rest of it (one clip's length or more) is gaps."""

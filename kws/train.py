@@ -83,13 +83,32 @@ def _distillation(logits: torch.Tensor, teacher_logits: torch.Tensor, config: Co
     return divergence.mean() * temperature**2
 
 
+def _mixup(waveforms: torch.Tensor, labels: torch.Tensor, alpha: float, generator: torch.Generator):
+    """Each clip plus another clip of the batch: the mixed audio, the partner's labels and each clip's weight
+    lam of its own label. Beta draws take no generator: they use the global one, seeded per epoch."""
+    partner = torch.randperm(len(labels), generator=generator)
+    lam = torch.distributions.Beta(alpha, alpha).sample((len(labels),))
+    mixed = lam[:, None] * waveforms + (1 - lam[:, None]) * waveforms[partner]
+    return mixed, labels[partner], lam
+
+
 def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator, teacher=None):
-    """Loss and (correct, counted) on single aligned clips."""
+    """Loss and (correct, counted) on single aligned clips; with mixup a clip counts for its larger share."""
     waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator, audio.speech,
                               negative=labels < 2)  # labels 0 and 1: _silence_ and _unknown_
+    mixup = _mixup(waveforms, labels, config.train.mixup_alpha, generator) if config.train.mixup_alpha else None
+    if mixup:
+        waveforms = mixup[0]
     features = spectral_features(model, waveforms, config.augment, config.features, generator)
     logits = clip_logits_from_frames(model.classify_frames(features), config.model)
-    loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
+    smoothing = config.train.label_smoothing
+    if mixup:
+        _, partner_labels, lam = mixup
+        loss = (lam * F.cross_entropy(logits, labels, label_smoothing=smoothing, reduction="none") + (1 - lam)
+                * F.cross_entropy(logits, partner_labels, label_smoothing=smoothing, reduction="none")).mean()
+        labels = torch.where(lam >= 0.5, labels, partner_labels)
+    else:
+        loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
     if teacher is not None:  # the teacher hears the audio without the model's spectrogram masks
         with torch.no_grad():
             teacher_logits = teacher.clip_logits(waveforms)
