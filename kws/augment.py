@@ -240,3 +240,13 @@ def augment_audio(audio: torch.Tensor, noise: torch.Tensor, config: AugmentConfi
                   speech: torch.Tensor | None = None, negative: torch.Tensor | None = None) -> torch.Tensor:
     mixed = add_noise(perturb(audio, config, feature_config, generator), noise, config, generator, speech, negative)
     return room_and_microphone(mixed, config, feature_config, generator)
+
+
+def mix_clips(audio: torch.Tensor, labels: torch.Tensor, alpha: float, generator: torch.Generator):
+    """Mixup: each clip plus another clip of the batch. Returns the mixed audio, the partner's labels and each
+    clip's weight lam of its own label, lam ~ Beta(alpha, alpha). Beta draws take no generator: they use the
+    global one, which kws.train seeds from (seed, epoch) as well."""
+    partner = torch.randperm(len(labels), generator=generator)
+    lam = torch.distributions.Beta(alpha, alpha).sample((len(labels),))
+    mixed = lam[:, None] * audio + (1 - lam[:, None]) * audio[partner]
+    return mixed, labels[partner], lam

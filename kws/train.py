@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torchaudio
 from tqdm import tqdm
 
-from kws.augment import add_noise, augment_audio, perturb, room_and_microphone, spectral_features
+from kws.augment import add_noise, augment_audio, mix_clips, perturb, room_and_microphone, spectral_features
 from kws.checkpoint import (atomic_write, load_checkpoint, model_from_checkpoint, remove_stale_temporaries,
                             save_checkpoint)
 from kws.config import UNKNOWN, Config
@@ -83,20 +83,11 @@ def _distillation(logits: torch.Tensor, teacher_logits: torch.Tensor, config: Co
     return divergence.mean() * temperature**2
 
 
-def _mixup(waveforms: torch.Tensor, labels: torch.Tensor, alpha: float, generator: torch.Generator):
-    """Each clip plus another clip of the batch: the mixed audio, the partner's labels and each clip's weight
-    lam of its own label. Beta draws take no generator: they use the global one, seeded per epoch."""
-    partner = torch.randperm(len(labels), generator=generator)
-    lam = torch.distributions.Beta(alpha, alpha).sample((len(labels),))
-    mixed = lam[:, None] * waveforms + (1 - lam[:, None]) * waveforms[partner]
-    return mixed, labels[partner], lam
-
-
 def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator, teacher=None):
     """Loss and (correct, counted) on single aligned clips; with mixup a clip counts for its larger share."""
     waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator, audio.speech,
                               negative=labels < 2)  # labels 0 and 1: _silence_ and _unknown_
-    mixup = _mixup(waveforms, labels, config.train.mixup_alpha, generator) if config.train.mixup_alpha else None
+    mixup = mix_clips(waveforms, labels, config.train.mixup_alpha, generator) if config.train.mixup_alpha else None
     if mixup:
         waveforms = mixup[0]
     features = spectral_features(model, waveforms, config.augment, config.features, generator)

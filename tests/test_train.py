@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import kws.train
+from kws.augment import mix_clips
 from kws.checkpoint import load_checkpoint
 from kws.errors import KwsError
 from kws.evaluate import evaluate_checkpoint
@@ -44,7 +45,7 @@ def test_spectral_augmentation_trains_both_steps(tiny_data, tiny_config, tmp_pat
 def test_mixup_mixes_clips_and_labels_alike_and_trains(tiny_data, tiny_config, tmp_path):
     # clip i is the constant i and has label i, so each mix can be checked against its partner's label
     waveforms, labels = torch.arange(6.0)[:, None].expand(6, 100), torch.arange(6)
-    mixed, partner_labels, lam = kws.train._mixup(waveforms, labels, 0.3, torch.Generator().manual_seed(0))
+    mixed, partner_labels, lam = mix_clips(waveforms, labels, 0.3, torch.Generator().manual_seed(0))
     assert sorted(partner_labels.tolist()) == labels.tolist() and ((lam >= 0) & (lam <= 1)).all()
     expected = lam[:, None] * waveforms + (1 - lam[:, None]) * partner_labels[:, None].float()
     assert torch.allclose(mixed, expected, atol=1e-5)
