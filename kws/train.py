@@ -87,16 +87,15 @@ def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, gene
     """Loss and (correct, counted) on single aligned clips; with mixup a clip counts for its larger share."""
     waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator, audio.speech,
                               negative=labels < 2)  # labels 0 and 1: _silence_ and _unknown_
-    mixup = mix_clips(waveforms, labels, config.train.mixup_alpha, generator) if config.train.mixup_alpha else None
-    if mixup:
-        waveforms = mixup[0]
+    if config.train.mixup_alpha:
+        waveforms, partner_labels, lam = mix_clips(waveforms, labels, config.train.mixup_alpha, generator)
     features = spectral_features(model, waveforms, config.augment, config.features, generator)
     logits = clip_logits_from_frames(model.classify_frames(features), config.model)
     smoothing = config.train.label_smoothing
-    if mixup:
-        _, partner_labels, lam = mixup
-        loss = (lam * F.cross_entropy(logits, labels, label_smoothing=smoothing, reduction="none") + (1 - lam)
-                * F.cross_entropy(logits, partner_labels, label_smoothing=smoothing, reduction="none")).mean()
+    if config.train.mixup_alpha:  # the target is the same blend of the two clips' labels
+        per_clip = [F.cross_entropy(logits, target, label_smoothing=smoothing, reduction="none")
+                    for target in (labels, partner_labels)]
+        loss = (lam * per_clip[0] + (1 - lam) * per_clip[1]).mean()
         labels = torch.where(lam >= 0.5, labels, partner_labels)
     else:
         loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
