@@ -50,6 +50,7 @@ _OVERRIDES = {
     "unknown_weighting": ("data", "unknown_weighting", str),
     "hard_negative_boost": ("data", "hard_negative_boost", float),
     "keyword_speakers_percent": ("data", "keyword_speakers_percent", float),
+    "on_off_fold": ("data", "on_off_fold", int),
     "select_by": ("train", "select_by", str),
     "speech_gaps": ("train", "speech_gaps", float),
     "distill_weight": ("train", "distill_weight", float),

@@ -99,12 +99,21 @@ class DataConfig:
     # picks them, so a smaller share is a subset of a larger one): a learning curve shows what more
     # command speakers would be worth. Other words, noise and the validation split are never thinned.
     keyword_speakers_percent: float = 100.0
+    # "on" and "off" are the closest other words to the commands, from few speakers: with a fold k >= 0,
+    # the speakers who said them (in the other speech) are dealt into kws.other_speech.ON_OFF_FOLDS folds
+    # and fold k is held out, so that a run measures on/off on voices it never heard; -1: no folds (those
+    # speakers are split by the hash, as everyone else).
+    on_off_fold: int = -1
+    # Speakers no training clip comes from, commands included (kws train fills it from on_off_fold).
+    held_out_speakers: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.unknown_weighting not in ("clip", "source"):
             raise KwsError(f"unknown_weighting must be 'clip' or 'source', not {self.unknown_weighting!r}")
         if not 0 < self.keyword_speakers_percent <= 100:
             raise KwsError(f"keyword_speakers_percent must lie in (0, 100], not {self.keyword_speakers_percent}")
+        if self.on_off_fold < -1:
+            raise KwsError(f"on_off_fold must be -1 (no folds) or a fold number, not {self.on_off_fold}")
 
 
 @dataclass(frozen=True)

@@ -214,8 +214,11 @@ def _load_fixed(path: Path, features: FeatureConfig) -> np.ndarray | str:
 
 
 def _trained_on(clip: Clip, keywords: tuple[str, ...], config: DataConfig) -> bool:
-    """Whether a training clip is used: not a word kept for measuring what the model does with words it
-    never heard, and a command only from the speakers kept (`keyword_speakers_percent`)."""
+    """Whether a training clip is used: not from a held-out speaker, not a word kept for measuring what the
+    model does with words it never heard, and a command only from the speakers kept
+    (`keyword_speakers_percent`)."""
+    if speaker_id(clip.path) in config.held_out_speakers:
+        return False
     if clip.word in keywords:
         return kept_speaker(clip.path, config.keyword_speakers_percent)
     return not held_out_word(clip.word, config.held_out_words_percent)

@@ -7,7 +7,8 @@ model's stored detection settings (as `edge.listen` runs it):
    LibriSpeech speakers) and any recording a user passes; and, reported apart, the split's isolated words
    one after another (a harder test: every one of them is a word on its own, as a command would be);
 2. **other words accepted as a command**: each held-out word alone, with silence around it; per source,
-   per word, "on" and "off" on their own, and the words that no training run hears
+   per word, "on" and "off" on their own (for a model trained with an on/off fold, on the speakers of
+   that fold, whom training never heard), and the words that no training run hears
    (`kws.data.held_out_word`);
 3. **commands among other speech**: a stream of validation commands with other words and stretches of
    real speech between them, at gaps as short as people leave: matched, wrong label, false alarms per hour.
@@ -33,13 +34,13 @@ from kws.data import AUDIO_SUFFIXES, held_out_word, load_audio, load_split, scan
 from kws.errors import KwsError
 from kws.evaluate import load_predictor
 from kws.eval_audio import Piece, build_mixed_stream
-from kws.eval_scoring import StepScores, detect, miss_causes, run_model, score_events
-from kws.eval_stream import misses_line, report
-from kws.other_speech import OPUS_SUFFIXES, Recording, loudest_window, scan_other_speech
+from kws.eval_scoring import StepScores, detect, run_model, score_events
+from kws.eval_stream import report
+from kws.eval_stream import table as stream_table
+from kws.other_speech import HELD_OUT, ON_OFF, OPUS_SUFFIXES, Recording, loudest_window, scan_other_speech
 
 SPEECH_GAP_S = (0.2, 1.0)  # between isolated words played one after another
 WORD_PADDING_S = (0.5, 1.0)  # silence before and after a word tested alone
-CONFUSABLES = ("on", "off")  # the closest other words to the commands: reported on their own
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,13 @@ class OpenSetScores:
     stream: StepScores
     stream_words: list  # kws.eval_scoring.Word, the truth of the stream
     never_trained: frozenset[str]  # words no training run hears
+    on_off_fold: int = -1  # the model's held-out on/off fold, whose speakers said the on/off clips measured
 
 
 def _recordings(other: Path, split: str, config: Config, labels: tuple[str, ...]) -> list[Recording]:
-    chosen = [r for r in scan_other_speech(other, config.data) if r.split == split and r.word not in labels]
+    """The split's recordings, and the on/off clips of the speakers that the model's on/off fold held out."""
+    chosen = [r for r in scan_other_speech(other, config.data) if r.word not in labels and
+              (r.split == split or (r.split == HELD_OUT and r.word in ON_OFF))]
     if not chosen:
         raise KwsError(f"{other} has no {split} recordings")
     return chosen
@@ -94,12 +98,12 @@ def _one_after_another(clips: list[np.ndarray], rate: int, gap_s: tuple[float, f
 
 def _long_recordings(recordings: list[Recording], negatives: list[Path], rate: int,
                      seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Long recordings without commands: per source, (its continuous speech, its words in a row); every
-    file or folder in `negatives` is a source of continuous speech."""
+    """Long recordings without commands: per source (and age group, where it has them), (its continuous
+    speech, its words in a row); every file or folder in `negatives` is a source of continuous speech."""
     speech: dict[str, list[np.ndarray]] = {}
     words: dict[str, list[np.ndarray]] = {}
     for r in recordings:
-        (speech if r.continuous else words).setdefault(r.source, []).append(load_audio(r.path, rate))
+        (speech if r.continuous else words).setdefault(r.part, []).append(load_audio(r.path, rate))
     for path in negatives:
         speech[str(path)] = [load_audio(p, rate) for p in _audio_files(path)]
     return tuple({key: _one_after_another(clips, rate, SPEECH_GAP_S, seed) for key, clips in parts.items()}
@@ -148,7 +152,7 @@ def score_open_set(model: str | Path, data: str | Path, other: str | Path, split
                                       seed=seed)
     stream = run_model(recognizer, audio, progress=progress)
     never_trained = frozenset(word for _, word, _ in clips if held_out_word(word, config.data.held_out_words_percent))
-    return OpenSetScores(speech, words_in_a_row, words, stream, truth, never_trained)
+    return OpenSetScores(speech, words_in_a_row, words, stream, truth, never_trained, config.data.on_off_fold)
 
 
 def _share(trials: list[WordTrial], fired: dict[int, list], labels: tuple[str, ...]) -> dict:
@@ -198,7 +202,8 @@ def open_set_report(scores: OpenSetScores, settings: DetectorSettings | None = N
     words = {
         "all": share(scores.words),
         "per_source": {source: share(trials) for source, trials in sorted(by_source.items())},
-        **{word: share(by_word.get(word, [])) for word in CONFUSABLES},
+        **{word: share(by_word.get(word, [])) for word in ON_OFF},
+        "on_off_fold": scores.on_off_fold,
         "never_trained": share(t for t in scores.words if t.word in scores.never_trained),
         "per_word": {word: {**share(trials), "never_trained": word in scores.never_trained,
                             "fired_as": dict(Counter(fired[id(t)][0][0] for t in trials if fired[id(t)])),
@@ -206,8 +211,7 @@ def open_set_report(scores: OpenSetScores, settings: DetectorSettings | None = N
                      for word, trials in sorted(by_word.items())},
     }
     stream_result = score_events(detect(scores.stream, settings), scores.stream_words, scores.stream.seconds)
-    stream = report(stream_result, settings, scores.stream.keywords)
-    stream["overall"]["missed_because"] = miss_causes(scores.stream, stream_result.missed_words, settings)
+    stream = report(stream_result, settings, scores.stream)
     stream["other_words"] = sum(not w.is_keyword for w in scores.stream_words)
     return {"speech": speech, "words_in_a_row": words_in_a_row, "words": words, "stream": stream}
 
@@ -227,7 +231,8 @@ def table(figures: dict) -> str:
     words = figures["words"]
     lines += ["other words, each alone: accepted by the runtime / called a command by the clip classifier:",
               f"  {'words':<44} {'clips':>7} {'accepted':>8} {'called':>8}"]
-    rows = [*words["per_source"].items(), *((f"'{w}'", words[w]) for w in CONFUSABLES),
+    speakers = "held-out fold" if words.get("on_off_fold", -1) >= 0 else "split"
+    rows = [*words["per_source"].items(), *((f"'{w}' ({speakers} speakers)", words[w]) for w in ON_OFF),
             ("words never trained on", words["never_trained"]), ("all", words["all"])]
     for key, row in rows:
         lines.append(f"  {key:<44} {row['clips']:>7} {pct(row['accepted_percent']):>8} "
@@ -240,7 +245,5 @@ def table(figures: dict) -> str:
     stream = figures["stream"]["overall"]
     lines += [f"commands among other speech ({figures['stream']['hours'] * 60:.1f} min, {stream['spoken']} commands, "
               f"{figures['stream']['other_words']} other words and stretches of speech):",
-              f"  matched {stream['matched_percent']:.1f}%, wrong label {stream['wrong_percent']:.1f}%, "
-              f"{stream['false_alarms_per_hour']:.1f} false alarms per hour",
-              f"  {misses_line(stream)}"]
+              *(f"  {line}" for line in stream_table(figures["stream"]).splitlines())]
     return "\n".join(lines)

@@ -13,14 +13,18 @@ source per top folder:
   is the part of the file name before `_nohash_`, the word is the folder's name.
 
 Files named as one word (by the layouts above) are isolated words, unless longer than `WORD_MAX_S`; all
-other files are continuous speech. Every
-speaker is in one split only (`kws.data.hash_split`), and whole words chosen by hash
-(`held_out_word`) are never trained on, whichever speaker said them.
+other files are continuous speech. A source with a `TRANSCRIPTS.tsv` that gives each clip's speaker `age`
+(speechocean762) is reported by age group too. Every speaker is in one split only
+(`kws.data.hash_split`), and whole words chosen by hash (`held_out_word`) are never trained on, whichever
+speaker said them. With `DataConfig.on_off_fold`, the speakers of "on" and "off" are dealt into folds
+instead (`on_off_folds`): one fold is held out, the others are trained on.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +46,10 @@ SPLIT_FOLDERS = ("training", "validation", "testing")
 # Sources whose README names a validation speaker instead of leaving the split to the hash.
 _NAMED_VALIDATION_SPEAKERS = {"fsdd": "theo"}
 OPUS_SUFFIXES = {".opus", ".ogg"}
+ON_OFF = ("on", "off")  # the closest other words to the commands
+ON_OFF_FOLDS = 3
+HELD_OUT = "held_out"  # the split of a held-out speaker's recordings: never trained on, measured on their own
+AGE_GROUPS = ((12, "children"), (17, "teenagers"), (200, "adults"))  # (oldest age, group)
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,13 @@ class Recording:
     source: str  # the top folder: librispeech, wikimedia, ...
     speaker: str
     word: str | None  # the word of an isolated-word file; None for continuous speech
-    split: str  # training, validation (choosing a model) or testing (reported once)
+    split: str  # training, validation (choosing a model), testing (reported once) or held_out
+    group: str | None = None  # the speaker's age group, where the source gives ages
+
+    @property
+    def part(self) -> str:
+        """The source, and its age group where it has one: how measurements report it."""
+        return self.source if self.group is None else f"{self.source}/{self.group}"
 
     @property
     def continuous(self) -> bool:
@@ -64,6 +78,16 @@ def _credits(source_dir: Path) -> dict[str, tuple[str, str]]:
         return {}
     with open(path, newline="") as f:
         return {row["clip"]: (row["word"], row["artist"]) for row in csv.DictReader(f, delimiter="\t")}
+
+
+def _age_groups(source_dir: Path) -> dict[str, str]:
+    """clip path (relative to the source) -> age group, from a TRANSCRIPTS.tsv with an `age` column."""
+    path = source_dir / "TRANSCRIPTS.tsv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f, delimiter="\t") if row.get("age", "").isdigit()]
+    return {row["clip"]: next(group for oldest, group in AGE_GROUPS if int(row["age"]) <= oldest) for row in rows}
 
 
 def _duration_s(path: Path) -> float:
@@ -109,18 +133,37 @@ def scan_other_speech(root: str | Path, config: DataConfig | None = None) -> tup
                        "that holds none of the keywords")
     recordings = []
     for source_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        credits = _credits(source_dir)
+        credits, groups = _credits(source_dir), _age_groups(source_dir)
         for path in sorted(p for p in source_dir.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES | OPUS_SUFFIXES):
             rel = path.relative_to(root)
             speaker, word = _speaker_and_word(path, source_dir.name, rel, credits)
             if word is not None and _duration_s(path) > WORD_MAX_S:
                 word = None
             split = _split(source_dir.name, speaker, word, rel.parts[:-1], config)
-            recordings.append(Recording(path, source_dir.name, speaker, word, split))
+            group = groups.get(str(rel.relative_to(source_dir.name)))
+            recordings.append(Recording(path, source_dir.name, speaker, word, split, group))
     if not recordings:
         raise KwsError(f"other-speech folder {root} has no audio files in sub-folders (expected e.g. "
                        f"{root}/sentences/*.flac)")
-    return tuple(recordings)
+    return on_off_split(tuple(recordings), config)
+
+
+def on_off_folds(recordings: tuple[Recording, ...]) -> tuple[tuple[str, ...], ...]:
+    """The speakers who said "on" or "off", dealt in the order of a stable hash into ON_OFF_FOLDS folds
+    whose sizes differ by one at most."""
+    speakers = sorted({r.speaker for r in recordings if r.word in ON_OFF},
+                      key=lambda s: hashlib.sha1(f"on-off-fold-{s}".encode()).hexdigest())
+    return tuple(tuple(sorted(speakers[k::ON_OFF_FOLDS])) for k in range(ON_OFF_FOLDS))
+
+
+def on_off_split(recordings: tuple[Recording, ...], config: DataConfig) -> tuple[Recording, ...]:
+    """With folds (config.on_off_fold >= 0), every recording of a speaker who said "on" or "off" is held out
+    if the speaker is in config.held_out_speakers and trained on otherwise; without folds, as they are."""
+    if config.on_off_fold < 0:
+        return recordings
+    said = {r.speaker for r in recordings if r.word in ON_OFF}
+    return tuple(dataclasses.replace(r, split=HELD_OUT if r.speaker in config.held_out_speakers else "training")
+                 if r.speaker in said else r for r in recordings)
 
 
 def loudest_window(audio: np.ndarray, n_samples: int, hop: int) -> np.ndarray:

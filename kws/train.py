@@ -250,6 +250,26 @@ def _boost_hard_negatives(audio: SplitAudio, start: KeywordLSTM, boost: float, e
     return dataclasses.replace(audio, unknown_weights=weights)
 
 
+def _hold_out_on_off_fold(config: Config, negatives: tuple, echo: Callable[[str], None]) -> Config:
+    """`config` with the speakers of its on/off fold as held_out_speakers (kws.other_speech.on_off_folds)."""
+    from kws.other_speech import ON_OFF_FOLDS, on_off_folds, scan_other_speech
+
+    fold = config.data.on_off_fold
+    if not negatives:
+        raise KwsError("--on-off-fold needs --negatives: the other speech whose on/off speakers it holds out")
+    if fold >= ON_OFF_FOLDS:
+        raise KwsError(f"--on-off-fold must lie in 0..{ON_OFF_FOLDS - 1}, not {fold}")
+    plain = dataclasses.replace(config.data, on_off_fold=-1, held_out_speakers=())
+    recordings = tuple(r for folder in negatives for r in scan_other_speech(folder, plain))
+    held = on_off_folds(recordings)[fold]
+    if not held:
+        raise KwsError(f"{', '.join(map(str, negatives))} holds no recordings of 'on' or 'off' to hold out")
+    clips = sum(r.speaker in held and r.word in ("on", "off") for r in recordings)
+    echo(f"on/off fold {fold} of {ON_OFF_FOLDS}: {len(held)} speakers held out ({clips} on/off clips); no clip "
+         "of theirs is trained on, commands included")
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, held_out_speakers=held))
+
+
 def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
           progress: bool = True, echo: Callable[[str], None] | None = None,
           init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = (),
@@ -263,6 +283,8 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
     keywords = resolve_keywords(config.data.keywords, index.words)
     # Store the words themselves, so the checkpoint and the exported model say which words they know.
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, keywords=keywords))
+    if config.data.on_off_fold >= 0:
+        config = _hold_out_on_off_fold(config, negatives, echo)
     state = _start_state(run_dir, config, resume)
     # A run killed while writing leaves a temporary beside the file it was replacing; the file itself is whole.
     for name in (LAST, BEST, "metrics.json", "metrics.csv", "config.json"):
