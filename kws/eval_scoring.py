@@ -159,12 +159,17 @@ def detect(scores: StepScores, settings: DetectorSettings) -> list[tuple[str, fl
     return events
 
 
+MISS_CAUSES = ("never_scored", "not_held", "suppressed")
+
+
 def miss_causes(scores: StepScores, missed: tuple[Word, ...], settings: DetectorSettings,
-                late_s: float = LATE_S) -> dict[str, int]:
-    """Why each missed keyword was missed, from the steps between its start and `late_s` after its end:
+                late_s: float = LATE_S) -> dict[str, dict[str, int]]:
+    """Why each missed keyword was missed, per keyword label, from the steps between its start and `late_s`
+    after its end:
     - "never_scored": its label's step score never reached its threshold: the model did not hear it, and
       no smoothing or detector rule can recover it;
-    - "not_held": a step score reached it, its average over `average_ms` did not: the smoothing lost it;
+    - "not_held": a step score reached it, its average over `average_ms` did not: the smoothing lost it
+      (short words, whose high scores last only a few steps);
     - "suppressed": the average reached it too, but too soon after another event (suppression, or the
       label had not re-armed): the detector's rules lost it.
     The slower sustained rule, where set, is not replayed: a word it would have caught counts by the
@@ -173,17 +178,18 @@ def miss_causes(scores: StepScores, missed: tuple[Word, ...], settings: Detector
     total = np.cumsum(scores.probabilities, axis=0)
     before = np.concatenate([np.zeros((window, total.shape[1])), total])[: len(total)]  # sum up to `window` ago
     average = (total - before) / window  # each step's mean of the last `window` steps
-    causes = {"never_scored": 0, "not_held": 0, "suppressed": 0}
+    causes = {label: dict.fromkeys(MISS_CAUSES, 0) for label in scores.keywords}
     for word in missed:
         label = scores.labels.index(word.label)
         threshold = settings.threshold_of(word.label)
         reach = (scores.times_s >= word.start_s) & (scores.times_s <= word.end_s + late_s)
         if not (scores.probabilities[reach, label] >= threshold).any():
-            causes["never_scored"] += 1
+            cause = "never_scored"
         elif not (average[reach, label] >= threshold).any():
-            causes["not_held"] += 1
+            cause = "not_held"
         else:
-            causes["suppressed"] += 1
+            cause = "suppressed"
+        causes[word.label][cause] += 1
     return causes
 
 

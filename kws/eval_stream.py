@@ -12,8 +12,8 @@ import numpy as np
 
 from edge.detect import DetectorSettings
 from kws.eval_plots import plot_det, plot_timeline
-from kws.eval_scoring import (LabelScore, StepScores, StreamScore, Word, detect, miss_causes, run_model, score_events,
-                              sweep)
+from kws.eval_scoring import (MISS_CAUSES, LabelScore, StepScores, StreamScore, Word, detect, miss_causes, run_model,
+                              score_events, sweep)
 
 
 # Thresholds a DET curve shows (above 0.95 a word's score can dip under the threshold and come back within
@@ -51,8 +51,9 @@ def det_points(scores: StepScores, words: list[Word], thresholds=DET_THRESHOLDS)
     return curves
 
 
-def report(result: StreamScore, settings: DetectorSettings, keywords: list[str]) -> dict:
-    """JSON-ready figures: overall and per keyword, in the model's label order."""
+def report(result: StreamScore, settings: DetectorSettings, scores: StepScores) -> dict:
+    """JSON-ready figures: overall and per keyword (in the model's label order), each with its misses by
+    cause (`kws.eval_scoring.miss_causes`)."""
     def latency(values) -> dict:
         if not values:
             return {"median_s": None, "p90_s": None}
@@ -65,19 +66,24 @@ def report(result: StreamScore, settings: DetectorSettings, keywords: list[str])
                 "false_alarms": false_alarms,
                 "false_alarms_per_hour": round(false_alarms / result.hours, 2)}
 
+    causes = miss_causes(scores, result.missed_words, settings)
+    per_label = {label: result.per_label.get(label, LabelScore()) for label in scores.keywords}
     return {
         "hours": round(result.hours, 4),
         "settings": {**dataclasses.asdict(settings), "thresholds": dict(settings.thresholds or {})},
         "overall": {**rates(result.keywords, result.matched, result.wrong, result.false_alarms),
-                    "latency": latency(result.latencies_s)},
+                    "latency": latency(result.latencies_s),
+                    "missed_because": {cause: sum(c[cause] for c in causes.values()) for cause in MISS_CAUSES}},
         "per_keyword": {label: {**rates(s.spoken, s.matched, s.wrong, s.false_alarms),
-                                "threshold": settings.threshold_of(label), "latency": latency(s.latencies_s)}
-                        for label, s in ((k, result.per_label.get(k, LabelScore())) for k in keywords)},
+                                "threshold": settings.threshold_of(label), "latency": latency(s.latencies_s),
+                                "missed_because": causes[label]}
+                        for label, s in per_label.items()},
     }
 
 
 def table(figures: dict) -> str:
-    """The report as a short text table."""
+    """The report as a short text table: a row per keyword and one for all, misses by cause (the model never
+    scored the word / the smoothing lost it / the detector suppressed it)."""
     def pct(value) -> str:
         return "-" if value is None else f"{value:.1f}%"
 
@@ -85,24 +91,15 @@ def table(figures: dict) -> str:
         return "-" if value is None else f"{value:+.2f}"
 
     lines = [f"{'keyword':<10} {'thr':>5} {'spoken':>6} {'matched':>8} {'wrong':>6} {'FA/h':>6} "
-             f"{'latency median / p90 s':>23}"]
+             f"{'missed: model/smoothing/detector':>33} {'latency median / p90 s':>23}"]
     rows = [*figures["per_keyword"].items(), ("all", figures["overall"])]
     for label, row in rows:
         threshold = f"{row['threshold']:.2f}" if "threshold" in row else ""
+        causes = "/".join(str(row["missed_because"][cause]) for cause in MISS_CAUSES)
         lines.append(f"{label:<10} {threshold:>5} {row['spoken']:>6} {pct(row['matched_percent']):>8} "
-                     f"{pct(row['wrong_percent']):>6} {row['false_alarms_per_hour']:>6.1f} "
+                     f"{pct(row['wrong_percent']):>6} {row['false_alarms_per_hour']:>6.1f} {causes:>33} "
                      f"{secs(row['latency']['median_s']):>11} / {secs(row['latency']['p90_s'])}")
-    if "missed_because" in figures["overall"]:
-        lines.append(misses_line(figures["overall"]))
     return "\n".join(lines)
-
-
-def misses_line(overall: dict) -> str:
-    """Where the misses come from: the model, the smoothing, or the detector's rules (`miss_causes`)."""
-    causes = overall["missed_because"]
-    return (f"missed {overall['missed']}: {causes['never_scored']} never scored the threshold at any step (the model), "
-            f"{causes['not_held']} not for the averaging window (smoothing), {causes['suppressed']} too close to "
-            "another event (detector)")
 
 
 def save_json(path: Path, figures: dict) -> None:
@@ -127,8 +124,7 @@ def evaluate_stream(model: str | Path, audio: np.ndarray, words: list[Word], out
     settings = scores.settings if threshold is None else scores.settings.with_threshold(threshold)
     events = detect(scores, settings)
     result = score_events(events, words, scores.seconds)
-    figures = report(result, settings, scores.keywords)
-    figures["overall"]["missed_because"] = miss_causes(scores, result.missed_words, settings)
+    figures = report(result, settings, scores)
     files: list[Path] = []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
