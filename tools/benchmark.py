@@ -4,8 +4,10 @@
 
 Each runtime runs in a fresh child process, so start-up time and peak memory (max RSS) are its own.
 Prints model compute per second of audio (streaming and window), peak memory and start-up time, their
-PyTorch / edge ratios, and what `python -m edge.listen --realtime` costs replaying a file at real-time
-speed, as a microphone would feed it: its share of one CPU core and its peak memory.
+PyTorch / edge ratios, and what the whole `python -m edge.listen --wav` process costs on
+`--listen-seconds` of audio (OMP_NUM_THREADS=1, start-up included): CPU time per second of audio, as a
+share of one core listening in real time, and peak memory, at the model's stored settings and at one
+speed side by side.
 """
 
 from __future__ import annotations
@@ -98,15 +100,14 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "kws.onnx")
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "kws.pt")
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--realtime-seconds", type=float, default=30.0,
-                        help="length of the real-time edge.listen replay (0: skip it)")
+    parser.add_argument("--listen-seconds", type=float, default=600.0,
+                        help="length of the audio for the whole-process edge.listen cost (0: skip it)")
     parser.add_argument("--child", choices=[kind for kind, _ in RUNS], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child, args)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    # first, while no other child has run: the children's peak memory is then this one's alone
-    realtime = _realtime(args.model, args.realtime_seconds, env) if args.realtime_seconds > 0 else None
+    listen = _listen_costs(args.model, args.listen_seconds, env) if args.listen_seconds > 0 else None
     results = {}
     for kind, _ in RUNS:
         if kind.startswith("torch") and not args.checkpoint.is_file():
@@ -129,29 +130,51 @@ def main() -> None:
     e = results["edge-stream"]
     print(f"edge streaming real-time factor: {e['compute_s'] / args.seconds:.4f} "
           f"({e['detections']} detections)")
-    if realtime:
-        print(realtime)
+    if listen:
+        print(listen)
 
 
-def _realtime(model: Path, seconds: float, env: dict) -> str:
-    """edge.listen pacing a file at real-time speed: wall time, CPU time and peak memory of that process."""
+# Runs edge.listen and reports its own usage: RUSAGE_CHILDREN of a fresh parent is that one child's alone,
+# peak memory included.
+_MEASURE = """
+import json, resource, subprocess, sys
+out = subprocess.run(sys.argv[1:], capture_output=True, text=True, check=True)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,
+                  "events": len(out.stdout.splitlines())}))
+"""
+
+
+def _listen_cost(model: Path, path: Path, env: dict, extra: list[str]) -> dict:
+    """The whole edge.listen process on a file: CPU seconds (user + system), peak memory, events."""
+    command = [sys.executable, "-m", "edge.listen", "--model", str(model), "--wav", str(path), "--json", *extra]
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *command], env=env, capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    return json.loads(out.stdout)
+
+
+def _listen_costs(model: Path, seconds: float, env: dict) -> str:
+    """edge.listen at the stored settings and at one speed, on the same audio, one after the other."""
     import tempfile
 
     import soundfile as sf
 
+    from edge.runtime import read_model_info
+
+    speeds = read_model_info(model).speeds
+    runs = [(f"stored settings ({len(speeds)} speed{'s' * (len(speeds) > 1)})", [])]
+    if len(speeds) > 1:
+        runs.append(("--speeds 1", ["--speeds", "1"]))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "replay.wav"
         sf.write(path, _audio(seconds), 16000, subtype="PCM_16")
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "edge.listen", "--model", str(model), "--wav", str(path), "--realtime"],
-                       env=env, capture_output=True, check=True, cwd=ROOT)
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return (f"edge.listen --realtime, {seconds:g} s of audio: {wall:.1f} s wall (real-time factor "
-          f"{wall / seconds:.3f}, start-up included), {cpu:.2f} s CPU = {100 * cpu / wall:.1f}% of one core, "
-          f"peak {after.ru_maxrss / 1024:.0f} MB")
+        results = [(name, _listen_cost(model, path, env, extra)) for name, extra in runs]
+    lines = [f"edge.listen --wav, whole process, {seconds:g} s of audio, one thread:",
+             f"  {'settings':<28}{'CPU s':>8}{'ms per s':>10}{'% of a core':>13}{'peak MB':>9}{'events':>8}"]
+    for name, r in results:
+        lines.append(f"  {name:<28}{r['cpu_s']:>8.2f}{1000 * r['cpu_s'] / seconds:>10.2f}{100 * r['cpu_s'] / seconds:>13.2f}"
+                     f"{r['peak_mb']:>9.0f}{r['events']:>8}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
