@@ -8,24 +8,40 @@ A client may send `describe` (answered with `info`: the model's commands as wake
 to listen for; default all), then `audio-start`, `audio-chunk`s at its own rate, width and channels, and
 `audio-stop`. Each command heard is answered with `detection` (`name` is the label, e.g. "stop";
 `timestamp` the stream time in ms); `audio-stop` after an utterance in which nothing fired is answered with
-`not-detected`. Every connection has its own recognizer, resampler and detector state; the ONNX sessions
-are shared read-only. A client that sends something malformed gets an `error` event and is disconnected;
-the others never notice.
+`not-detected`. Every connection has its own recognizer (made at `audio-start`, dropped at `audio-stop`
+and at disconnect), resampler and detector state; the ONNX sessions are shared read-only.
+
+It is a service on a home network, so one client must not be able to hold up the others:
+- events are read by `edge.framing`, which refuses lengths over its limits before reading them;
+- audio is heard on a few worker threads in slices of at most SLICE_MS, one slice per client at a time,
+  so the event loop never waits for the model and a long chunk never holds up another client for long;
+- a chunk longer than MAX_CHUNK_MS or a client sending faster than `--max-speed` times real time,
+  a client silent for `--idle-timeout`, and clients beyond `--max-clients` get an `error` event and are
+  disconnected; each such refusal is logged as one throttled line, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
+import os
+import resource
 import signal
+import socket
+import stat
 import sys
-from functools import partial
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, Throttled
+from edge.framing import FrameLimits, ProtocolError, read_event
 from edge.listen import add_mqtt_arguments, default_model, mqtt_publisher, printable
 from edge.runtime import Recognizer
 from edge.sources import Resampler, pcm_to_float
@@ -34,12 +50,116 @@ log = logging.getLogger(__name__)
 
 FLUSH_MS = 500  # silence fed at audio-stop, so a command at the very end of the audio still completes
 SAMPLE_TYPES = {1: np.uint8, 2: np.int16, 4: np.int32}  # Wyoming audio is integer PCM, little-endian
+RATES = (8000, 192000)  # Hz a client may send
+MAX_CHANNELS = 8
+SLICE_MS = 100  # audio heard in one job on a worker thread (~7 ms of CPU for the shipped model)
+MAX_CHUNK_MS = 1000  # Home Assistant and its satellites send 10 to 100 ms per chunk
+WORKERS = 2  # threads that run the model; each runs one slice of one client at a time
+FAREWELL_S = 1.0  # how long a refused client's error event may take to leave, and its last bytes to drain
+STOP_S = 0.5  # at SIGTERM, how long connections get to finish what they are doing
+FILES_PER_CLIENT, FILES_SPARE = 1, 64  # open files: one socket per client, and the model, logs, MQTT...
 
 
-def _pcm_to_float(audio: bytes, width: int, channels: int) -> np.ndarray:
-    if width not in SAMPLE_TYPES:
-        raise ValueError(f"sample width {width} bytes is not supported (1, 2 or 4)")
-    return pcm_to_float(audio, SAMPLE_TYPES[width], channels)
+@dataclass(frozen=True)
+class Limits:
+    """What one client may ask of the server; see build_parser for each one's meaning."""
+
+    max_clients: int = 16
+    idle_timeout_s: float = 30.0
+    max_speed: float = 4.0
+    burst_s: float = 10.0  # seconds of audio a client may send ahead of real time (a buffer it had to catch up on)
+    frames: FrameLimits = field(default_factory=FrameLimits)
+
+
+class Pace:
+    """How far ahead of real time a client's audio is: a bucket of `burst_s` seconds of audio, refilled at
+    `speed` seconds per second of wall time; a chunk that finds it empty is too fast."""
+
+    def __init__(self, speed: float, burst_s: float, clock=time.monotonic):
+        self._speed, self._burst_s, self._clock = speed, burst_s, clock
+        self._credit_s, self._at = burst_s, clock()
+
+    def take(self, seconds: float) -> bool:
+        """Spend `seconds` of audio; False when the client is over its pace (0 speed: never)."""
+        if self._speed <= 0:
+            return True
+        now = self._clock()
+        self._credit_s = min(self._burst_s, self._credit_s + self._speed * (now - self._at)) - seconds
+        self._at = now
+        return self._credit_s >= 0
+
+
+class LogBudget:
+    """Warnings about clients, at most `lines` per `every_s` seconds of wall time: a flood of bad clients
+    cannot fill the log, yet two different clients failing at once are both seen. The first line after a
+    silenced stretch says how many were left out."""
+
+    def __init__(self, log: logging.Logger, lines: int = 5, every_s: float = 10.0, clock=time.monotonic):
+        self._log, self._lines, self._every_s, self._clock = log, lines, every_s, clock
+        self._window_at, self._used, self._left_out = -float("inf"), 0, 0
+
+    def warn(self, message: str) -> None:
+        now = self._clock()
+        if now - self._window_at >= self._every_s:
+            self._window_at, self._used = now, 0
+        if self._used >= self._lines:
+            self._left_out += 1
+            return
+        self._used += 1
+        left_out = f" ({self._left_out} more since the last line, not logged)" if self._left_out else ""
+        self._log.warning("%s%s", message, left_out)
+        self._left_out = 0
+
+
+def _encoded(event) -> bytes:
+    """An event as the bytes wyoming writes, for writing without waiting (a client that is being refused)."""
+    from wyoming.event import write_event
+
+    buffer = io.BytesIO()
+    write_event(event, buffer)
+    return buffer.getvalue()
+
+
+def _error_event(error: ProtocolError):
+    from wyoming.error import Error
+
+    return Error(text=printable(str(error))[:300], code=error.code).event()
+
+
+def _whole(data: dict, key: str, event_type: str, allowed) -> int:
+    """A whole number from an event's data that must be in `allowed` (a range or a tuple)."""
+    value = data.get(key)
+    if value is None:
+        raise ProtocolError(f"malformed {event_type} event: it has no {key}")
+    if type(value) is not int:  # noqa: E721 (a bool is an int, and no rate)
+        raise ProtocolError(f"malformed {event_type} event: its {key} must be a whole number, "
+                            f"not a JSON {type(value).__name__}")
+    if value not in allowed:
+        accepted = (f"{allowed[0]} to {allowed[-1]}" if isinstance(allowed, range)
+                    else ", ".join(map(str, allowed[:-1])) + f" or {allowed[-1]}")
+        raise ProtocolError(f"malformed {event_type} event: {key} {value} is not one this server takes ({accepted})")
+    return value
+
+
+def audio_format(data: dict, event_type: str) -> tuple[int, int, int]:
+    """(rate Hz, width bytes, channels) of an audio-start or audio-chunk event."""
+    return (_whole(data, "rate", event_type, range(RATES[0], RATES[1] + 1)),
+            _whole(data, "width", event_type, tuple(SAMPLE_TYPES)),
+            _whole(data, "channels", event_type, range(1, MAX_CHANNELS + 1)))
+
+
+def detect_names(data: dict) -> set[str] | None:
+    names = data.get("names")
+    if names is None or names == []:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ProtocolError("malformed detect event: names must be a list of strings")
+    return set(names)
+
+
+def to_model_audio(pcm: bytes, width: int, channels: int, resample: Resampler) -> np.ndarray:
+    """A chunk's PCM as float32 mono at the model's rate. Runs on a worker thread."""
+    return resample(pcm_to_float(pcm, SAMPLE_TYPES[width], channels))
 
 
 def wyoming_info(recognizer: Recognizer, model: Path):
@@ -58,142 +178,378 @@ def wyoming_info(recognizer: Recognizer, model: Path):
                                   description="offline speech commands", version=version, models=models)])
 
 
-def handler_class():
-    from wyoming.audio import AudioChunk, AudioStart, AudioStop
-    from wyoming.error import Error
-    from wyoming.event import Event
-    from wyoming.info import Describe
-    from wyoming.server import AsyncEventHandler
-    from wyoming.wake import Detect, Detection, NotDetected
+class Service:
+    """What all connections share: the model, the worker threads, the limits, the logs; and which
+    connections are open."""
 
-    class Connection(AsyncEventHandler):
-        """One client: its own recognizer state and audio format."""
+    def __init__(self, recognizer: Recognizer, info, limits: Limits, mqtt=None):
+        self.recognizer, self.limits, self.mqtt = recognizer, limits, mqtt
+        self.info = _encoded(info)  # the answer to every describe, encoded once
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="kws-model")
+        self._tasks: set[asyncio.Task] = set()
+        self.refused, self.gone_quiet, self._busy = LogBudget(log), LogBudget(log), LogBudget(log)
 
-        def __init__(self, reader, writer, recognizer: Recognizer, info: Event, mqtt=None):
-            super().__init__(reader, writer)
-            self._recognizer = recognizer.fresh()
-            self._info, self._mqtt = info, mqtt
-            self._names: set[str] | None = None
-            self._format: tuple[int, int, int] | None = None
-            self._resample: Resampler | None = None
-            self._heard = False
+    async def work(self, function, *args):
+        """`function(*args)` on a worker thread; the event loop serves other clients meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
-        def _start(self, rate: int, width: int, channels: int) -> None:
-            if not 1000 <= rate <= 384000:
-                raise ValueError(f"sample rate {rate} Hz is not a sample rate")
-            self._format = (rate, width, channels)
-            self._resample = Resampler(rate, self._recognizer.sample_rate)
+    def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A new client: served, or refused at once when `max_clients` are connected already."""
+        if len(self._tasks) >= self.limits.max_clients:
+            self._busy.warn(f"refused a client: {self.limits.max_clients} clients are connected already "
+                            "(--max-clients)")
+            writer.write(_encoded(_error_event(ProtocolError(
+                f"the server is busy: {self.limits.max_clients} clients are connected already", "busy"))))
+            writer.close()
+            return
+        task = asyncio.create_task(Connection(self, reader, writer).run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-        async def _deliver(self, audio: np.ndarray) -> None:
-            for detection in self._recognizer.process(audio):
-                if self._names is not None and detection.label not in self._names:
-                    continue
-                self._heard = True
-                await self.write_event(Detection(name=detection.label, timestamp=int(1000 * detection.time_s)).event())
-                if self._mqtt is not None:
-                    self._mqtt.publish(detection, client=self._peer)
+    async def close(self) -> None:
+        """Ends every connection at once; work already on a worker thread finishes by itself (one slice)."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=STOP_S)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
-        @property
-        def _peer(self) -> str:
-            peer = self.writer.get_extra_info("peername")
-            return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "local"
 
-        async def run(self) -> None:
-            # wyoming itself ends a connection whose next line is not an event; a client that vanishes
-            # while we write to it ends only its own connection, quietly
-            try:
-                await super().run()
-            except ConnectionError:
-                pass
+class Connection:
+    """One client: its audio format, pace, recognizer and the names it listens for."""
 
-        async def handle_event(self, event: Event) -> bool:
-            try:
-                return await self._handle(event)
-            except (KeyError, TypeError, ValueError) as error:
-                log.warning("client %s sent a malformed %s event (%s); disconnecting it", self._peer, event.type, error)
-                await self.write_event(Error(text=f"malformed {event.type} event: {error}", code="bad-event").event())
-                return False
+    def __init__(self, service: Service, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._service, self._reader, self._writer = service, reader, writer
+        limits = service.limits
+        self._pace = Pace(limits.max_speed, limits.burst_s)  # per connection: a new audio-start does not refill it
+        self._names: set[str] | None = None
+        self._format: tuple[int, int, int] | None = None
+        self._recognizer: Recognizer | None = None  # only while an utterance is open
+        self._resample: Resampler | None = None
+        self._heard = False
+        peer = writer.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "local"
 
-        async def _handle(self, event: Event) -> bool:
-            if Describe.is_type(event.type):
-                await self.write_event(self._info)
-            elif Detect.is_type(event.type):
-                names = Detect.from_event(event).names
-                self._names = set(names) if names else None
-            elif AudioStart.is_type(event.type):
-                start = AudioStart.from_event(event)
-                self._recognizer.reset()
-                self._heard = False
-                self._start(int(start.rate), int(start.width), int(start.channels))
-            elif AudioChunk.is_type(event.type):
-                chunk = AudioChunk.from_event(event)
-                chunk_format = (int(chunk.rate), int(chunk.width), int(chunk.channels))
-                if chunk_format != self._format:  # a chunk without audio-start, or the format changed
-                    self._start(*chunk_format)
-                await self._deliver(self._resample(_pcm_to_float(chunk.audio, chunk.width, chunk.channels)))
-            elif AudioStop.is_type(event.type):
-                if self._resample is not None:
-                    await self._deliver(self._resample(np.zeros(0, np.float32), last=True))
-                await self._deliver(np.zeros(self._recognizer.sample_rate * FLUSH_MS // 1000, np.float32))
-                if not self._heard:
-                    await self.write_event(NotDetected().event())
-                self._recognizer.reset()
-                self._format = self._resample = None
-                self._heard = False
-            else:
-                log.debug("ignoring a %s event", event.type)
-            return True
+    async def run(self) -> None:
+        try:
+            while (event := await self._next_event()) is not None:
+                await self._handle(event)
+                # Reading buffered bytes and writing to a roomy socket never suspend, so a client that sends
+                # thousands of small events would otherwise keep the loop from every other client
+                await asyncio.sleep(0)
+            self._writer.close()  # the client is done: its last answers still go out, then the close
+            async with asyncio.timeout(FAREWELL_S):
+                await self._writer.wait_closed()
+        except ProtocolError as error:
+            self._service.refused.warn(f"client {self._peer}: {printable(str(error))[:300]}; "
+                                       "answered with an error and disconnected")
+            await self._farewell(error)
+        except TimeoutError:  # answers it did not read for --idle-timeout
+            self._service.gone_quiet.warn(f"client {self._peer} read no answers for "
+                                          f"{self._service.limits.idle_timeout_s:g} s; disconnected")
+        except OSError:  # it hung up while we wrote to it: its own affair
+            pass
+        except Exception as error:  # noqa: BLE001 (a bug must not end the service, nor flood its log)
+            self._service.refused.warn(f"client {self._peer}: internal error {type(error).__name__}: "
+                                       f"{str(error)[:200]}; disconnected")
+        finally:
+            self._recognizer = self._resample = None  # the largest state goes with the client
+            self._writer.transport.abort()
 
-    return Connection
+    async def _next_event(self):
+        try:
+            async with asyncio.timeout(self._service.limits.idle_timeout_s):
+                return await read_event(self._reader, self._service.limits.frames)
+        except TimeoutError:
+            raise ProtocolError(f"no complete event for {self._service.limits.idle_timeout_s:g} s "
+                                "(--idle-timeout)", "timeout") from None
+        except ConnectionError:
+            return None
+
+    async def _write(self, event) -> None:
+        from wyoming.event import async_write_event
+
+        async with asyncio.timeout(self._service.limits.idle_timeout_s):
+            await async_write_event(event, self._writer)
+
+    async def _write_bytes(self, encoded: bytes) -> None:
+        async with asyncio.timeout(self._service.limits.idle_timeout_s):
+            self._writer.write(encoded)
+            await self._writer.drain()
+
+    async def _farewell(self, error: ProtocolError) -> None:
+        """The error event, then the client's remaining bytes read and dropped for up to FAREWELL_S: closing
+        with unread bytes would reset the connection, and the client might never read why."""
+        try:
+            self._writer.write(_encoded(_error_event(error)))
+            if self._writer.can_write_eof():
+                self._writer.write_eof()
+            async with asyncio.timeout(FAREWELL_S):
+                await self._writer.drain()
+                while await self._reader.read(64 * 1024):
+                    pass
+        except (TimeoutError, OSError):  # it will not read, or has gone: nothing more to do for it
+            pass
+
+    async def _handle(self, event) -> None:
+        from wyoming.audio import AudioChunk, AudioStart, AudioStop
+        from wyoming.info import Describe
+        from wyoming.wake import Detect
+
+        if Describe.is_type(event.type):
+            await self._write_bytes(self._service.info)
+        elif Detect.is_type(event.type):
+            self._names = detect_names(event.data)
+        elif AudioStart.is_type(event.type):
+            self._start(audio_format(event.data, event.type))
+        elif AudioChunk.is_type(event.type):
+            await self._chunk(audio_format(event.data, event.type), event.payload or b"")
+        elif AudioStop.is_type(event.type):
+            await self._stop()
+        else:
+            log.debug("ignoring a %s event", printable(event.type))
+
+    def _start(self, audio: tuple[int, int, int]) -> None:
+        self._format = audio
+        self._recognizer = self._service.recognizer.fresh()
+        self._resample = Resampler(audio[0], self._recognizer.sample_rate)
+        self._heard = False
+
+    async def _chunk(self, audio: tuple[int, int, int], pcm: bytes) -> None:
+        rate, width, channels = audio
+        frames, odd = divmod(len(pcm), width * channels)
+        if odd:
+            raise ProtocolError(f"malformed audio-chunk event: {len(pcm)} bytes is not a whole number of "
+                                f"{channels}-channel {width}-byte frames")
+        seconds = frames / rate
+        if seconds > MAX_CHUNK_MS / 1000:
+            raise ProtocolError(f"an audio-chunk of {seconds:.3g} s; this server takes at most "
+                                f"{MAX_CHUNK_MS / 1000:g} s per chunk", "chunk-too-long")
+        if not self._pace.take(seconds):
+            limits = self._service.limits
+            raise ProtocolError(f"audio arrives faster than {limits.max_speed:g} times real time (more than "
+                                f"{limits.burst_s:g} s ahead; --max-speed)", "too-fast")
+        if audio != self._format:  # a chunk without audio-start, or the format changed: a new stream
+            self._start(audio)
+        await self._hear(await self._service.work(to_model_audio, pcm, width, channels, self._resample))
+
+    async def _hear(self, audio: np.ndarray) -> None:
+        """Model-rate audio through this client's recognizer, one slice per job, reporting what it hears."""
+        step = self._recognizer.sample_rate * SLICE_MS // 1000
+        for start in range(0, len(audio), step):
+            for detection in await self._service.work(self._recognizer.process, audio[start:start + step]):
+                await self._report(detection)
+
+    async def _report(self, detection) -> None:
+        from wyoming.wake import Detection
+
+        if self._names is not None and detection.label not in self._names:
+            return
+        self._heard = True
+        await self._write(Detection(name=detection.label, timestamp=int(1000 * detection.time_s)).event())
+        if self._service.mqtt is not None:
+            self._service.mqtt.publish(detection, client=self._peer)
+
+    async def _stop(self) -> None:
+        from wyoming.wake import NotDetected
+
+        if self._recognizer is not None:
+            tail = await self._service.work(self._resample, np.zeros(0, np.float32), True)
+            silence = np.zeros(self._recognizer.sample_rate * FLUSH_MS // 1000, np.float32)
+            await self._hear(np.concatenate([tail, silence]))
+        if not self._heard:
+            await self._write(NotDetected().event())
+        self._recognizer = self._resample = self._format = None
+        self._heard = False
+
+
+def parse_uri(uri: str) -> tuple[str, str, int | None]:
+    """("tcp", host, port) or ("unix", path, None)."""
+    try:
+        parsed = urlparse(uri)
+        port = parsed.port
+    except ValueError as error:
+        raise EdgeError(f"--uri {uri}: {error}") from None
+    if parsed.scheme == "tcp" and parsed.hostname and port is not None:
+        return "tcp", parsed.hostname, port
+    if parsed.scheme == "unix" and parsed.path:
+        return "unix", parsed.path, None
+    raise EdgeError(f"--uri {uri}: give tcp://HOST:PORT or unix:///PATH")
+
+
+def _claim_socket_path(path: Path) -> None:
+    """Make way for a new socket at `path`: nothing there, or a socket that nobody answers on any more
+    (left by a server that was killed). Refuses a file that is not a socket, and a live server's socket."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise EdgeError(f"{path} exists and is not a socket; not replacing it (remove it or choose another path)")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):  # a stale socket: no process listens
+            path.unlink(missing_ok=True)
+            return
+        except OSError as error:
+            raise EdgeError(f"cannot tell whether a server is listening on {path} ({error.strerror or error}); "
+                            "not replacing it") from None
+    raise EdgeError(f"another server is listening on {path}; stop it first or choose another path")
+
+
+class UnixSocket:
+    """A listening unix socket at a path, created with `mode`, and removed at close only if the path still
+    holds the very socket this process made (a later server may have replaced it)."""
+
+    def __init__(self, path: Path, mode: int | None):
+        _claim_socket_path(path)
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        umask = os.umask(0o177)  # born private; chmod widens it to what was asked, so it is never wider
+        try:
+            self.sock.bind(str(path))
+        except OSError as error:
+            self.sock.close()
+            raise EdgeError(f"cannot make a socket at {path}: {error.strerror or error}") from None
+        finally:
+            os.umask(umask)
+        os.chmod(path, 0o777 & ~umask if mode is None else mode)
+        made = path.lstat()
+        self._identity = (made.st_dev, made.st_ino)
+
+    def remove(self) -> None:
+        try:
+            now = self.path.lstat()
+        except FileNotFoundError:
+            return
+        if (now.st_dev, now.st_ino) == self._identity:
+            self.path.unlink(missing_ok=True)
+
+
+def socket_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal file mode such as 660")
+    return mode
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
+    limits = Limits()
     p = argparse.ArgumentParser(prog="python -m edge.serve", description="Keyword spotting as a Wyoming service.",
                                 fromfile_prefix_chars="@")
     p.add_argument("--uri", default="tcp://0.0.0.0:10400",
                    help="where to listen: tcp://HOST:PORT or unix:///PATH (default: %(default)s)")
+    p.add_argument("--socket-mode", type=socket_mode, default=None, metavar="OCTAL",
+                   help="with unix://: the socket's permissions, e.g. 660 for its owner and group "
+                        "(default: as the umask leaves them)")
     p.add_argument("--model", type=Path, default=None,
                    help="exported kws window model (default: the shipped models/kws.onnx)")
     p.add_argument("--threshold", type=float, default=None, help="as for edge.listen (default: the model's own)")
     p.add_argument("--zeroconf", action="store_true",
                    help="announce the service on the local network (mDNS), so Home Assistant discovers it")
+    p.add_argument("--max-clients", type=_positive(int), default=limits.max_clients, metavar="N",
+                   help="clients served at once; more are refused with an error (default: %(default)s)")
+    p.add_argument("--idle-timeout", type=_positive(float), default=limits.idle_timeout_s, metavar="SECONDS",
+                   help="disconnect a client that sends no complete event, or reads none of its answers, for "
+                        "this long (default: %(default)s)")
+    p.add_argument("--max-speed", type=float, default=limits.max_speed, metavar="X",
+                   help=f"refuse a client whose audio comes faster than X times real time, once it is "
+                        f"{limits.burst_s:g} s ahead; 0: no limit, e.g. to replay files (default: %(default)s)")
     add_mqtt_arguments(p)
     return p
 
 
-async def serve(args) -> None:
-    from wyoming.server import AsyncServer, AsyncTcpServer
+async def _announce(args, port: int) -> None:
+    try:
+        from wyoming.zeroconf import HomeAssistantZeroconf
+    except ImportError:
+        raise EdgeError("--zeroconf needs the zeroconf package: pip install zeroconf") from None
+    try:
+        await HomeAssistantZeroconf(port=port, name=args.name).register_server()
+    except OSError as error:
+        raise EdgeError(f"--zeroconf: cannot announce the service on the local network ({error})") from None
 
+
+def _check_open_files(max_clients: int) -> None:
+    """Enough open files for every client, so a flood of connections cannot make accept() fail (and
+    asyncio log a traceback for each) before --max-clients refuses them."""
+    need = max_clients * FILES_PER_CLIENT + FILES_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise EdgeError(f"--max-clients {max_clients} needs {need} open files; this process may open {hard} "
+                        "(raise LimitNOFILE, or lower --max-clients)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+def _quiet_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Errors asyncio meets outside our handlers (say, accept() failing) as one throttled line, not a
+    traceback each."""
+    throttled = Throttled(log)
+
+    def handle(loop, context):
+        error = context.get("exception")
+        throttled.warn(f"{context.get('message', 'error')}" + (f": {type(error).__name__}: {error}" if error else ""))
+
+    loop.set_exception_handler(handle)
+
+
+async def serve(args) -> None:
+    kind, where, port = parse_uri(args.uri)
+    if args.socket_mode is not None and kind != "unix":
+        raise EdgeError("--socket-mode sets a unix:// socket's permissions; --uri is not one")
+    if args.zeroconf and kind != "tcp":
+        raise EdgeError("--zeroconf announces a tcp:// service; it cannot announce a unix socket")
+    limits = Limits(max_clients=args.max_clients, idle_timeout_s=args.idle_timeout, max_speed=args.max_speed)
+    _check_open_files(limits.max_clients)
+    if kind == "unix":
+        _claim_socket_path(Path(where))  # before the model loads: a wrong path is said at once
     model = args.model or default_model()
     recognizer = Recognizer.from_onnx(model, threshold=args.threshold)
-    info = wyoming_info(recognizer, Path(model)).event()
-    try:
-        server = AsyncServer.from_uri(args.uri)
-    except ValueError as error:
-        raise EdgeError(f"--uri {args.uri}: {error}") from None
+    loop = asyncio.get_running_loop()
+    _quiet_loop_errors(loop)
+    stop = asyncio.Event()
+    # SIGTERM (systemd stopping the service), SIGHUP (its terminal gone) and Ctrl+C all end it cleanly
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        loop.add_signal_handler(number, stop.set)
     if args.zeroconf:
-        if not isinstance(server, AsyncTcpServer):
-            raise EdgeError("--zeroconf announces a tcp:// service; it cannot announce a unix socket")
-        try:
-            from wyoming.zeroconf import HomeAssistantZeroconf
-        except ImportError:
-            raise EdgeError("--zeroconf needs the zeroconf package: pip install zeroconf") from None
-        try:
-            await HomeAssistantZeroconf(port=server.port, name=args.name).register_server()
-        except OSError as error:
-            raise EdgeError(f"--zeroconf: cannot announce the service on the local network ({error})") from None
-    # SIGTERM (systemd stopping the service) ends serving cleanly, whatever the kind of server
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
-    mqtt = mqtt_publisher(args)
-    commands = ", ".join(l for l in recognizer.labels if not l.startswith("_"))
+        await _announce(args, port)
+    service = Service(recognizer, wyoming_info(recognizer, Path(model)).event(), limits, mqtt_publisher(args))
+    unix = None
     try:
-        await server.start(partial(handler_class(), recognizer=recognizer, info=info, mqtt=mqtt))
+        if kind == "unix":
+            unix = UnixSocket(Path(where), args.socket_mode)
+            server = await asyncio.start_unix_server(service.accept, sock=unix.sock, limit=limits.frames.header_bytes)
+        else:
+            server = await asyncio.start_server(service.accept, where, port, limit=limits.frames.header_bytes)
+        commands = ", ".join(label for label in recognizer.labels if not label.startswith("_"))
         print(f"edge.serve: Wyoming service on {args.uri} for {printable(commands)}", file=sys.stderr, flush=True)
-        await asyncio.Event().wait()  # until SIGTERM or Ctrl+C cancels it
+        await stop.wait()
+        server.close()
     finally:
-        await server.stop()
-        if mqtt is not None:
-            mqtt.close()
+        await service.close()
+        if unix is not None:
+            unix.remove()
+        if service.mqtt is not None:
+            service.mqtt.close(timeout_s=STOP_S)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # e.g. the port is taken
         print(f"edge.serve: error: cannot listen on {args.uri}: {error.strerror or error}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except KeyboardInterrupt:  # Ctrl+C before the signal handlers were in place
         return 0
     return 0
 

@@ -1,11 +1,12 @@
 """edge.serve as a network service: bounded memory and time per client, no stall, no lost file.
 
-Here the framing reader: every malformed header is a one-line ProtocolError, and lengths over the limits
-are refused before their bytes are read.
+Here the framing reader (every malformed header is a one-line ProtocolError, and lengths over the limits
+are refused before their bytes are read), the pace, the log budget and the checks of event fields.
 """
 
 import asyncio
 import io
+import logging
 
 import pytest
 
@@ -14,6 +15,7 @@ from wyoming.audio import AudioChunk  # noqa: E402
 from wyoming.event import write_event  # noqa: E402
 
 from edge.framing import FrameLimits, ProtocolError, read_event  # noqa: E402
+from edge.serve import LogBudget, Pace, audio_format, detect_names  # noqa: E402
 
 
 # ---- the framing reader -------------------------------------------------------------------------------
@@ -85,3 +87,55 @@ def test_lengths_over_the_limits_are_refused_before_their_bytes_come(raw, says):
     with pytest.raises(ProtocolError, match=says) as caught:
         _read(raw, eof=False)
     assert caught.value.code == "too-large"
+
+
+# ---- pace, log budget, event fields -------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pace_allows_a_burst_then_a_few_times_real_time():
+    clock = Clock()
+    pace = Pace(speed=4, burst_s=10, clock=clock)
+    assert pace.take(10.0)  # a buffer of 10 s sent at once
+    assert not pace.take(0.1)  # and nothing more right away
+    clock.now = 1.0
+    assert pace.take(3.9)  # 4 s of audio a second after that
+    clock.now = 1000.0  # long quiet: the credit fills up to the burst, no further
+    assert pace.take(10.0) and not pace.take(0.1)
+    unlimited = Pace(speed=0, burst_s=10, clock=clock)
+    assert all(unlimited.take(10.0) for _ in range(100))
+
+
+def test_log_budget_keeps_the_first_lines_and_counts_the_rest(caplog):
+    clock = Clock()
+    budget = LogBudget(logging.getLogger("test_budget"), lines=5, every_s=10, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="test_budget"):
+        for i in range(1000):
+            budget.warn(f"client {i} was bad")
+        clock.now = 10.0
+        budget.warn("client late was bad")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:5] == [f"client {i} was bad" for i in range(5)]
+    assert lines[5:] == ["client late was bad (995 more since the last line, not logged)"]
+
+
+def test_audio_format_and_names_are_checked_not_trusted():
+    assert audio_format({"rate": 48000, "width": 4, "channels": 2}, "audio-start") == (48000, 4, 2)
+    for data, says in [({"width": 2, "channels": 1}, "has no rate"),
+                       ({"rate": True, "width": 2, "channels": 1}, "whole number, not a JSON bool"),
+                       ({"rate": 16000.5, "width": 2, "channels": 1}, "whole number, not a JSON float"),
+                       ({"rate": 1000, "width": 1, "channels": 1}, "8000 to 192000"),
+                       ({"rate": 16000, "width": 3, "channels": 1}, "1, 2 or 4"),
+                       ({"rate": 16000, "width": 2, "channels": 9}, "1 to 8")]:
+        with pytest.raises(ProtocolError, match=says):
+            audio_format(data, "audio-start")
+    assert detect_names({"names": ["stop"]}) == {"stop"} and detect_names({}) is None
+    with pytest.raises(ProtocolError, match="list of strings"):
+        detect_names({"names": "stop"})
