@@ -1,12 +1,25 @@
 """edge.serve as a network service: bounded memory and time per client, no stall, no lost file.
 
-Here the framing reader (every malformed header is a one-line ProtocolError, and lengths over the limits
-are refused before their bytes are read), the pace, the log budget and the checks of event fields.
+The attacks are those of tools/serve_attack.py (one implementation for the table and for these tests),
+run on loopback against one server with the shipped model while a well-behaved client streams real
+speech at real time beside them. The framing reader, the pace, the log budget, signals and unix sockets
+are also tested on their own.
+
+Timing: the issue asks that the well-behaved client get each detection within 1 s. The tool measures
+well under that (see the README); here each attack's worst latency is allowed 1.5 s, half again, because
+this machine may be busy with other work while the tests run.
 """
 
 import asyncio
 import io
 import logging
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +29,15 @@ from wyoming.event import write_event  # noqa: E402
 
 from edge.framing import FrameLimits, ProtocolError, read_event  # noqa: E402
 from edge.serve import LogBudget, Pace, audio_format, detect_names  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "models" / "kws.onnx"
+sys.path.insert(0, str(ROOT / "tools"))
+import serve_attack  # noqa: E402
+
+LATENCY_BOUND_S = 1.5  # the issue's 1 s, with half again for a loaded test machine
+RSS_BOUND_MB = serve_attack.RSS_BOUND_MB  # 150 MB
+SETTLED_MB = 15.0  # after the bursts, RSS within this of the idle server's
 
 
 # ---- the framing reader -------------------------------------------------------------------------------
@@ -139,3 +161,110 @@ def test_audio_format_and_names_are_checked_not_trusted():
     assert detect_names({"names": ["stop"]}) == {"stop"} and detect_names({}) is None
     with pytest.raises(ProtocolError, match="list of strings"):
         detect_names({"names": "stop"})
+
+
+# ---- the attacks against one server -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def attacked():
+    """The report of every attack in tools/serve_attack.py, and one more burst of resets (to see that a
+    second burst leaves no more memory than the first)."""
+    report = serve_attack.run_attacks(MODEL, attacks=serve_attack.ATTACKS + [serve_attack.reset_burst])
+    return report, {row.attack: row for row in report.rows[:-1]}
+
+
+def _counts(answer: str) -> dict[str, int]:
+    """'985 x error busy, 15 x error timeout' -> {'error busy': 985, 'error timeout': 15}"""
+    return {what: int(n) for n, what in (part.split(" x ", 1) for part in answer.split(", "))}
+
+
+def test_each_attack_gets_its_answer(attacked):
+    _, rows = attacked
+    assert rows["big_chunk_1mb"].answer == "error too-large"
+    assert rows["chunk_10_minutes"].answer == "error too-large"
+    assert rows["chunk_1_5_s"].answer == "error chunk-too-long"
+    assert rows["fast_sender"].answer == "error too-fast" and rows["fast_sender"].details["refused_after_s"] < 15
+    assert rows["payload_2gb"].answer == "error too-large"
+    assert rows["names_24mb"].answer == "error too-large; header line: error too-large"
+    assert rows["malformed_flood"].answer == "1000 x error bad-event"
+    idle = _counts(rows["idle_flood"].answer)  # 16 at most: the steady client's and 15 idle ones
+    assert idle["error busy"] >= 1000 - 15 and idle.get("error timeout", 0) >= 1 and sum(idle.values()) == 1000
+    assert rows["idle_flood"].details["afterwards_describe"] == "info"  # their places are free again
+    assert serve_attack.IDLE_TIMEOUT_S <= rows["idle_flood"].details["last_closed_after_s"] < 10
+    assert rows["slow_header"].answer == "error timeout"
+    assert serve_attack.IDLE_TIMEOUT_S <= rows["slow_header"].details["closed_after_s"] < 10
+    assert rows["never_reads"].answer == "closed" and rows["never_reads"].details["closed_after_s"] < 20
+    assert rows["busy_clients"].answer == "12 x served"
+
+
+def test_the_well_behaved_client_is_served_throughout(attacked):
+    report, rows = attacked
+    assert report.steady_missed == [] and report.steady_other == []
+    for row in report.rows:
+        assert row.worst_latency_s is not None, f"{row.attack}: no detection during it"
+        assert row.worst_latency_s < LATENCY_BOUND_S, f"{row.attack}: {row.worst_latency_s} s"
+
+
+def test_memory_stays_bounded_and_settles(attacked):
+    report, rows = attacked
+    for row in report.rows:
+        assert row.peak_rss_mb < RSS_BOUND_MB, f"{row.attack}: {row.peak_rss_mb} MB"
+    assert report.final_rss_mb < report.idle_rss_mb + SETTLED_MB
+    first_burst, second_burst = rows["reset_burst"], report.rows[-1]
+    assert second_burst.rss_after_mb < first_burst.rss_after_mb + 3  # nothing kept per connection
+
+
+def test_refusals_are_logged_in_few_lines_never_a_traceback(attacked):
+    report, rows = attacked
+    assert report.exit_code == 0
+    assert not any("Traceback" in line for line in report.log)
+    assert all(line.startswith("edge.serve: WARNING: ") for line in report.log), report.log
+    assert rows["malformed_flood"].log_lines <= 6  # 1,000 bad clients
+    assert rows["idle_flood"].log_lines <= 12  # 1,000 refused or timed out
+
+
+# ---- signals and unix sockets -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_ends_it_within_a_second_whatever_clients_send(tmp_path, number):
+    row = serve_attack.stop_under_load(MODEL, tmp_path, number)
+    assert row.details["exit_code"] == 0 and row.details["tracebacks"] == 0
+    assert row.details["seconds"] < 1.0
+    assert not row.details["socket_left"]
+
+
+def test_a_file_or_a_live_socket_at_the_path_is_left_alone(tmp_path):
+    file_row, live_row = serve_attack.socket_rows(MODEL, tmp_path)
+    assert file_row.details["exit_code"] == 2 and file_row.details["intact"]
+    assert file_row.details["stderr"].count("\n") == 0 and "is not a socket" in file_row.details["stderr"]
+    assert live_row.details["exit_code"] == 2 and "another server is listening" in live_row.details["stderr"]
+    assert live_row.details["first_answers"] == "info"  # the first server kept its socket and serves on
+    assert live_row.details["first_exit"] == 0 and not live_row.details["socket_left"]
+
+
+def test_a_stale_socket_is_replaced_and_only_our_own_is_removed(tmp_path):
+    path = tmp_path / "kws.sock"
+    with socket.socket(socket.AF_UNIX) as stale:  # what a killed server leaves: a socket nobody listens on
+        stale.bind(str(path))
+    server = serve_attack.Server(MODEL, f"unix://{path}", "--socket-mode", "660")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660
+    # someone else's socket now lies where ours was; stopping must not remove it
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as other:
+        other.bind(str(path))
+        code, _ = server.stop()
+        assert code == 0 and path.exists() and stat.S_ISSOCK(path.lstat().st_mode)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--uri", "tcp://127.0.0.1:1", "--socket-mode", "660"], "--socket-mode sets a unix:// socket"),
+    (["--uri", "unix:///tmp/x.sock", "--socket-mode", "rw"], "not an octal file mode"),
+    (["--max-clients", "0"], "not a number above 0"),
+])
+def test_impossible_settings_are_refused_with_a_clear_error(args, says):
+    result = subprocess.run([sys.executable, "-m", "edge.serve", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2 and says in result.stderr
+    assert "Traceback" not in result.stderr
