@@ -89,6 +89,9 @@ def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--mqtt-credentials", metavar="FILE", type=Path, default=None,
                        help="user name on the first line, password on the second (default: the environment's "
                             "KWS_MQTT_USERNAME and KWS_MQTT_PASSWORD, if set)")
+    group.add_argument("--mqtt-ca", metavar="FILE", type=Path, default=None,
+                       help="with mqtts://: the CA certificate (PEM) that signed the broker's, for a private CA "
+                            "(default: the system's CAs)")
     group.add_argument("--name", default=None, help="this listener's name in topics and events (default: the host name)")
 
 
@@ -98,7 +101,7 @@ def mqtt_publisher(args):
         return None
     from edge.mqtt import MqttPublisher
 
-    return MqttPublisher(args.mqtt_url, args.mqtt_topic, args.name, args.mqtt_credentials)
+    return MqttPublisher(args.mqtt_url, args.mqtt_topic, args.name, args.mqtt_credentials, args.mqtt_ca)
 
 
 def _device(value: str | None) -> int | str | None:

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIPS = ROOT / "tests" / "data" / "clips"
 RATE = 16000
 MOSQUITTO = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="needs Debian's mosquitto (the README's test command installs it)")
 
 
@@ -32,13 +33,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Broker:
-    """mosquitto on 127.0.0.1 only, with a config of our own; `restart()` stops and starts it on the same port."""
+def _private_ca(folder: Path) -> dict[str, Path]:
+    """A CA of our own and a certificate it signed for 127.0.0.1: what a home broker with TLS often has."""
+    files = {name: folder / f"{name}.pem" for name in ("ca", "ca_key", "cert", "key")}
+    quiet = {"check": True, "capture_output": True}
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kws test CA",
+                    "-keyout", str(files["ca_key"]), "-out", str(files["ca"])], **quiet)
+    request = folder / "cert.csr"
+    subprocess.run([OPENSSL, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(files["key"]), "-out", str(request)], **quiet)
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    subprocess.run([OPENSSL, "x509", "-req", "-in", str(request), "-CA", str(files["ca"]), "-CAkey",
+                    str(files["ca_key"]), "-CAcreateserial", "-days", "2", "-extfile", str(folder / "san.cnf"),
+                    "-out", str(files["cert"])], **quiet)
+    return files
 
-    def __init__(self, folder: Path, users: dict[str, str] | None = None):
+
+class Broker:
+    """mosquitto on 127.0.0.1 only, with a config of our own; `restart()` stops and starts it on the same port.
+    With `tls` (from _private_ca), a second listener on `tls_port` speaks TLS with that certificate."""
+
+    def __init__(self, folder: Path, users: dict[str, str] | None = None, tls: dict[str, Path] | None = None):
         self.port = _free_port()
         # as root, mosquitto would switch to the user "mosquitto", who cannot read our temporary folder
         config = [f"listener {self.port} 127.0.0.1", "persistence false", f"user {getpass.getuser()}"]
+        if tls:
+            self.tls_port = _free_port()
+            config += [f"listener {self.tls_port} 127.0.0.1", f"cafile {tls['ca']}", f"certfile {tls['cert']}",
+                       f"keyfile {tls['key']}"]
         if users:
             passwords = folder / "passwords"
             passwords.touch(mode=0o600)
@@ -241,3 +263,92 @@ def test_edge_serve_publishes_what_it_detects(broker):
         _stop_server(server)
     subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "offline")
     subscriber.close()
+
+
+def _words_wav(folder: Path) -> Path:
+    wav = folder / "words.wav"
+    sf.write(wav, np.frombuffer(_pcm(["left"]), "<i2"), RATE, subtype="PCM_16")
+    return wav
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command to make a private CA")
+def test_a_broker_with_a_private_ca_is_trusted_with_mqtt_ca_and_said_to_need_it_without(tmp_path):
+    tls = _private_ca(tmp_path)
+    broker = Broker(tmp_path, tls=tls)
+    try:
+        subscriber = Subscriber(broker)  # on the plain listener of the same broker
+        wav, url = _words_wav(tmp_path), f"mqtts://127.0.0.1:{broker.tls_port}"
+        untrusted = _listen("--wav", str(wav), "--realtime", "--mqtt-url", url)
+        out, err = untrusted.communicate(timeout=120)
+        assert untrusted.returncode == 0 and b'"left"' in out  # listening goes on without the broker
+        assert b"not trusted" in err and b"--mqtt-ca" in err
+        trusted = _listen("--wav", str(wav), "--mqtt-url", url, "--mqtt-ca", str(tls["ca"]))
+        out, err = trusted.communicate(timeout=120)
+        assert trusted.returncode == 0, err
+        assert b"cannot connect" not in err
+        subscriber.wait_for(lambda m: m[0] == "kws/testbox/detection" and json.loads(m[1])["label"] == "left")
+        subscriber.close()
+        not_tls = _listen("--wav", str(wav), "--mqtt-url", broker.url, "--mqtt-ca", str(tls["ca"]))
+        assert not_tls.wait(timeout=120) == 2 and b"mqtts://" in not_tls.stderr.read()
+    finally:
+        broker.stop()
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command to make a private CA")
+def test_a_wrong_port_or_a_broker_that_is_down_is_logged_with_its_reason(tmp_path):
+    broker = Broker(tmp_path, tls=_private_ca(tmp_path))
+    wav = _words_wav(tmp_path)
+    cases = {f"mqtts://127.0.0.1:{broker.port}": b"TLS handshake failed",  # TLS to the plain port
+             f"mqtt://127.0.0.1:{broker.tls_port}": b"before accepting it",  # plain to the TLS port
+             f"mqtt://127.0.0.1:{_free_port()}": b"refused: nothing listens there"}  # no broker there
+    try:
+        for url, reason in cases.items():
+            listener = _listen("--wav", str(wav), "--realtime", "--mqtt-url", url)
+            out, err = listener.communicate(timeout=120)
+            assert listener.returncode == 0 and b'"left"' in out
+            (line,) = [line for line in err.splitlines() if b"cannot connect" in line]  # one line, not one a try
+            assert reason in line and url.split("//")[1].encode() in line
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("program", ["edge.listen", "edge.serve"])
+@pytest.mark.parametrize("flags, says", [
+    (["--name", "a+b"], b"--name 'a+b' cannot hold +"),
+    (["--mqtt-topic", "home/#"], b"--mqtt-topic 'home/#' cannot hold #"),
+], ids=["plus-in-name", "hash-in-topic"])
+def test_wildcards_in_a_topic_or_name_are_refused_at_start(program, flags, says):
+    extra = ["--wav", str(next(CLIPS.glob("yes_*.flac")))] if program == "edge.listen" else \
+        ["--uri", f"tcp://127.0.0.1:{_free_port()}"]
+    result = subprocess.run([sys.executable, "-m", program, *extra, "--mqtt-url", "mqtt://127.0.0.1:1", *flags],
+                            cwd=ROOT, capture_output=True, timeout=120)
+    assert result.returncode == 2 and says in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_no_message_shows_a_password(broker, tmp_path):
+    for url in ("http://kws:s3cret@127.0.0.1:1883", "mqtt://kws:s3cret@[::1", "mqtts://kws:s3cret@host:port"):
+        result = _listen("--wav", str(tmp_path / "none.wav"), "--mqtt-url", url)
+        _, err = result.communicate(timeout=60)
+        assert result.returncode == 2 and b"URL" in err.upper()  # refused for its URL, before the missing file
+        assert b"s3cret" not in err
+    users = Broker(tmp_path, users={"kws": "right one"})  # a password the broker refuses
+    try:
+        listener = _listen("--wav", str(_words_wav(tmp_path)), "--realtime", "--mqtt-url", users.url,
+                           env={"KWS_MQTT_USERNAME": "kws", "KWS_MQTT_PASSWORD": "wr0ng s3cret"})
+        _, err = listener.communicate(timeout=120)
+        assert listener.returncode == 0 and b"refused the connection" in err and b"s3cret" not in err
+    finally:
+        users.stop()
+
+
+def test_a_credentials_file_others_can_read_is_warned_about(broker, tmp_path):
+    credentials = tmp_path / "mqtt-credentials"
+    credentials.write_text("kws\ns3cret\n")
+    for mode, warned in ((0o644, True), (0o600, False)):
+        credentials.chmod(mode)
+        listener = _listen("--wav", str(tmp_path / "none.wav"), "--mqtt-url", broker.url,
+                           "--mqtt-credentials", str(credentials))
+        _, err = listener.communicate(timeout=60)
+        assert (b"every user on this machine can read it" in err) == warned, err
+        assert b"s3cret" not in err
