@@ -23,6 +23,7 @@ import socket
 import ssl
 import stat
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -186,10 +187,19 @@ class MqttPublisher:
             self._dropped.warn(f"MQTT: {QUEUE} events are waiting for the broker already; this one was dropped")
 
     def close(self, timeout_s: float = 2.0) -> None:
+        """Says "offline" and disconnects, waiting at most `timeout_s` for each while connected; not at all
+        when the broker is away (it fired our last will when the connection dropped, and there is nothing
+        to send)."""
+        connected = self._connected
         info = self._client.publish(self.availability_topic, "offline", qos=1, retain=True)
-        try:
-            info.wait_for_publish(timeout_s)
-        except (RuntimeError, ValueError):  # not connected: the last will says it instead
-            pass
+        if connected:
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError):  # the connection dropped just now: the last will says it
+                pass
         self._client.disconnect()
-        self._client.loop_stop()
+        # paho's thread notices the stop only between sleeps of up to 1 s while it waits to reconnect; it is a
+        # daemon thread and ends by itself soon after
+        stopping = threading.Thread(target=self._client.loop_stop, daemon=True)
+        stopping.start()
+        stopping.join(timeout_s if connected else 0)

@@ -352,3 +352,17 @@ def test_a_credentials_file_others_can_read_is_warned_about(broker, tmp_path):
         _, err = listener.communicate(timeout=60)
         assert (b"every user on this machine can read it" in err) == warned, err
         assert b"s3cret" not in err
+
+
+def test_edge_serve_stops_at_once_when_its_broker_is_away(tmp_path):
+    pytest.importorskip("wyoming")
+    sys.path.insert(0, str(ROOT / "tools"))
+    from serve_attack import Server
+
+    server = Server(ROOT / "models" / "kws.onnx", f"unix://{tmp_path / 'kws.sock'}",
+                    "--mqtt-url", f"mqtt://127.0.0.1:{_free_port()}")  # nothing listens there
+    time.sleep(1.5)  # a failed connection, and paho waiting to try again
+    code, seconds = server.stop(signal.SIGTERM)
+    assert code == 0 and seconds < 1.0
+    assert any("cannot connect" in line and "refused" in line for line in server.log), server.log
+    assert not (tmp_path / "kws.sock").exists()

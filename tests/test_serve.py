@@ -55,9 +55,12 @@ def _free_port() -> int:
 def _start_server(uri: str, *extra: str) -> subprocess.Popen:
     server = subprocess.Popen([sys.executable, "-m", "edge.serve", "--uri", uri, *extra], cwd=ROOT,
                               stderr=subprocess.PIPE, text=True)
-    line = server.stderr.readline()  # "edge.serve: Wyoming service on ..." once it listens
-    assert "Wyoming service on" in line, line + server.stderr.read()
-    return server
+    before = []
+    for line in server.stderr:  # "edge.serve: Wyoming service on ..." once it listens, maybe after warnings
+        if "Wyoming service on" in line:
+            return server
+        before.append(line)
+    raise AssertionError("edge.serve did not start: " + "".join(before))
 
 
 def _stop_server(server: subprocess.Popen) -> str:

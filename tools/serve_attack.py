@@ -107,10 +107,13 @@ class Server:
         self.process = subprocess.Popen([sys.executable, "-m", "edge.serve", "--model", str(model), "--uri", uri,
                                          *flags], cwd=ROOT, stderr=subprocess.PIPE, text=True,
                                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-        first = self.process.stderr.readline()
-        if "Wyoming service on" not in first:
-            raise RuntimeError(f"edge.serve did not start: {first}{self.process.stderr.read()}")
         self.log: list[str] = []
+        for line in self.process.stderr:  # warnings (MQTT, say) may come before it says it listens
+            if "Wyoming service on" in line:
+                break
+            self.log.append(line.rstrip("\n"))
+        else:
+            raise RuntimeError("edge.serve did not start: " + "\n".join(self.log))
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()
         self.rss = Rss(self.process.pid)
