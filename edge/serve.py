@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import io
 import logging
+import math
 import os
 import resource
 import signal
@@ -438,14 +439,15 @@ def socket_mode(text: str) -> int:
     return mode
 
 
-def _positive(kind):
+def _positive(kind, zero: bool = False):
+    """An argparse type: a number above 0 (or 0 too, with `zero`)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            value = 0
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+            value = -1
+        if not (value > 0 or (zero and value == 0)) or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number {'of 0 or more' if zero else 'above 0'}")
         return value
     return parse
 
@@ -469,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-timeout", type=_positive(float), default=limits.idle_timeout_s, metavar="SECONDS",
                    help="disconnect a client that sends no complete event, or reads none of its answers, for "
                         "this long (default: %(default)s)")
-    p.add_argument("--max-speed", type=float, default=limits.max_speed, metavar="X",
+    p.add_argument("--max-speed", type=_positive(float, zero=True), default=limits.max_speed, metavar="X",
                    help=f"refuse a client whose audio comes faster than X times real time, once it is "
                         f"{limits.burst_s:g} s ahead; 0: no limit, e.g. to replay files (default: %(default)s)")
     add_mqtt_arguments(p)

@@ -188,8 +188,11 @@ def test_each_attack_gets_its_answer(attacked):
     assert rows["payload_2gb"].answer == "error too-large"
     assert rows["names_24mb"].answer == "error too-large; header line: error too-large"
     assert rows["malformed_flood"].answer == "1000 x error bad-event"
-    idle = _counts(rows["idle_flood"].answer)  # 16 at most: the steady client's and 15 idle ones
-    assert idle["error busy"] >= 1000 - 15 and idle.get("error timeout", 0) >= 1 and sum(idle.values()) == 1000
+    # 16 connections at most: the steady client's and 15 idle ones, until the idle timeout frees them (on a
+    # busy machine, opening 1,000 connections may outlast it, so a few more than 15 may time out)
+    idle = _counts(rows["idle_flood"].answer)
+    assert set(idle) == {"error busy", "error timeout"} and sum(idle.values()) == 1000
+    assert idle["error busy"] >= 900 and idle["error timeout"] >= 15
     assert rows["idle_flood"].details["afterwards_describe"] == "info"  # their places are free again
     assert serve_attack.IDLE_TIMEOUT_S <= rows["idle_flood"].details["last_closed_after_s"] < 10
     assert rows["slow_header"].answer == "error timeout"
@@ -262,6 +265,9 @@ def test_a_stale_socket_is_replaced_and_only_our_own_is_removed(tmp_path):
     (["--uri", "tcp://127.0.0.1:1", "--socket-mode", "660"], "--socket-mode sets a unix:// socket"),
     (["--uri", "unix:///tmp/x.sock", "--socket-mode", "rw"], "not an octal file mode"),
     (["--max-clients", "0"], "not a number above 0"),
+    (["--max-speed", "-1"], "not a number of 0 or more"),
+    (["--idle-timeout", "nan"], "not a number above 0"),
+    (["--max-speed", "inf"], "not a number of 0 or more"),
 ])
 def test_impossible_settings_are_refused_with_a_clear_error(args, says):
     result = subprocess.run([sys.executable, "-m", "edge.serve", *args], cwd=ROOT, capture_output=True, text=True,
