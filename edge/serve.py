@@ -255,7 +255,11 @@ class Connection:
                                        f"{str(error)[:200]}; disconnected")
         finally:
             self._recognizer = self._resample = None  # the largest state goes with the client
-            self._writer.transport.abort()
+            transport = self._writer.transport
+            if transport.get_write_buffer_size():  # it reads nothing: there is no gentle way left
+                transport.abort()
+            else:  # a reset would make the client's kernel drop the error event it has not read yet
+                transport.close()
 
     async def _next_event(self):
         try:
