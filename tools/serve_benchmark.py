@@ -82,8 +82,10 @@ def main() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        # --max-speed 0: this client streams as fast as it can, which the server's pace limit would refuse
         server = subprocess.Popen([sys.executable, "-m", "edge.serve", "--model", str(args.model), "--uri",
-                                   f"tcp://127.0.0.1:{port}"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+                                   f"tcp://127.0.0.1:{port}", "--max-speed", "0"], cwd=ROOT, env=env,
+                                  stderr=subprocess.PIPE, text=True)
         try:
             server.stderr.readline()  # listening
             pcm = np.round(sf.read(wav, dtype="float32")[0] * 32767).astype("<i2").tobytes()
