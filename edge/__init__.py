@@ -1,7 +1,7 @@
 """edge: the device-side keyword runtime. numpy, onnxruntime and sounddevice only; never torch."""
 
-from edge.detect import Detection, DetectorSettings
+from edge.detect import Detection, DetectorSettings, Step
 from edge.errors import EdgeError
 from edge.runtime import Recognizer
 
-__all__ = ["Detection", "DetectorSettings", "EdgeError", "Recognizer"]
+__all__ = ["Detection", "DetectorSettings", "EdgeError", "Recognizer", "Step"]

@@ -21,8 +21,10 @@ NON_KEYWORDS = ("_silence_", "_unknown_")
 @dataclass(frozen=True)
 class Detection:
     label: str
-    score: float  # smoothed probability of the label when the event fired, 0..1
-    time_s: float  # seconds from the start of the stream to the end of the model step that fired it
+    # how sure the model was of the word: the highest its smoothed score reached, from the step that crossed
+    # the threshold until the event was reported (see DetectorSettings.peak_ms), 0..1
+    score: float
+    time_s: float  # seconds from the start of the stream to the end of the model step that reported it
 
     def to_dict(self, **extra) -> dict:
         """JSON-ready fields, as every way out of the runtime reports an event; `wall_time` is the local
@@ -30,6 +32,19 @@ class Detection:
         wall = datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
         return {"label": self.label, "score": round(self.score, 4), "time": round(self.time_s, 3),
                 "wall_time": wall, **extra}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model step as the detector saw it: for a live meter of the scores, or for logging them."""
+
+    time_s: float  # seconds from the start of the stream to the end of this step
+    scores: Mapping[str, float]  # each keyword's smoothed score (its threshold is compared with this), 0..1
+    detections: tuple[Detection, ...] = ()  # events reported at this step
+
+    def to_dict(self) -> dict:
+        """JSON-ready: {"time": 1.24, "scores": {"yes": 0.031, ...}}."""
+        return {"time": round(self.time_s, 3), "scores": {label: round(score, 4) for label, score in self.scores.items()}}
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,12 @@ class DetectorSettings:
     # a score that dips a little inside one word does not fire it twice. Lower values also merge the same
     # command said twice in a row (0.5 lost 3% of the validation stream's commands; 0.9 lost 0.3%).
     release: float = 0.9
+    # An event waits for its word's score to peak: it is reported at the first step where its smoothed score
+    # stops rising, or this long after it crossed the threshold at the latest (never after the suppression
+    # time), and carries that peak as its score. 0: reported at the crossing, its score the threshold's
+    # neighbour. On 10 min of validation speech 300 ms came within 0.002 of the whole word's peak on average,
+    # for 0.28 s more latency (median).
+    peak_ms: float = 300.0
 
     def __post_init__(self):
         for name, value in [("threshold", self.threshold), ("sustained_threshold", self.sustained_threshold),
@@ -57,7 +78,7 @@ class DetectorSettings:
                 raise ValueError(f"{name} must be in (0, 1], not {value}")
         if not self.average_ms > 0:
             raise ValueError(f"average_ms must be more than 0, not {self.average_ms}")
-        for name in ("suppression_ms", "sustained_ms"):
+        for name in ("suppression_ms", "sustained_ms", "peak_ms"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be at least 0, not {getattr(self, name)}")
         if not 0.0 <= self.release <= 1.0:
@@ -119,9 +140,11 @@ class Detector:
 
     Rules, each counted in steps: no event before the averaging window is full (no guess from the first
     few steps after a start or a reset); an event fires at the step where its label's average crosses the
-    threshold and carries that step's time; a label that crosses while a previous event still suppresses
-    is taken as part of that word, so nothing fires late when suppression ends; a label fires again only
-    after falling below `release` of its threshold."""
+    threshold; a label that crosses while a previous event still suppresses is taken as part of that word,
+    so nothing fires late when suppression ends; a label fires again only after falling below `release` of
+    its threshold. An event that fired is reported once its average stops rising, `peak_ms` after the
+    crossing at the latest, with that peak as its score and the time of the step that reports it; which
+    events fire does not depend on `peak_ms`, only when they are reported and with what score."""
 
     def __init__(self, labels: tuple[str, ...], settings: DetectorSettings = DetectorSettings(),
                  step_s: float = 0.02):
@@ -133,11 +156,19 @@ class Detector:
         self._quick = _RecentMean(_steps(settings.average_ms, step_s))
         self._sustained = _RecentMean(_steps(settings.sustained_ms, step_s)) if settings.sustained_ms > 0 else None
         self._suppression_steps = int(round(settings.suppression_ms / 1000 / step_s))
+        # reported before the suppression ends, so that at most one event waits and one step reports one event
+        self._peak_steps = max(0, min(int(round(settings.peak_ms / 1000 / step_s)), self._suppression_steps - 1))
         self.reset()
 
     @property
     def settings(self) -> DetectorSettings:
         return self._settings
+
+    @property
+    def smoothed(self) -> np.ndarray:
+        """Each label's score averaged over the last `average_ms` (fewer steps just after a start), as of the
+        latest step: what the threshold is compared with. [n_labels], zeros before the first step."""
+        return self._smoothed
 
     def reset(self) -> None:
         self._quick.clear()
@@ -145,9 +176,30 @@ class Detector:
             self._sustained.clear()
         self._steps_since_event = None  # None: no event since the start
         self._holding = np.zeros(len(self._labels), bool)  # labels inside a word that already fired
+        self._waiting: tuple[int, float] | None = None  # (label, peak so far) of an event not yet reported
+        self._smoothed = np.zeros(len(self._labels))
+
+    def flush(self, time_s: float) -> Detection | None:
+        """The event still waiting for its score's peak, reported now at `time_s` (the stream ended)."""
+        if self._waiting is None:
+            return None
+        label, peak = self._waiting
+        self._waiting = None
+        return Detection(self._labels[label], peak, time_s)
+
+    def _report(self, average: np.ndarray, time_s: float) -> Detection | None:
+        """The waiting event, once its average stopped rising or its time is up."""
+        if self._waiting is None:
+            return None
+        label, peak = self._waiting
+        if average[label] < peak:
+            return self.flush(time_s)
+        self._waiting = (label, float(average[label]))
+        return self.flush(time_s) if self._steps_since_event >= self._peak_steps else None
 
     def update(self, scores: np.ndarray, time_s: float) -> Detection | None:
         average = self._quick.push(scores)
+        self._smoothed = average
         above = average >= self._thresholds if self._quick.full else np.zeros(len(self._labels), bool)
         released = average < self._thresholds * self._settings.release
         if self._sustained is not None:
@@ -161,13 +213,15 @@ class Detector:
         self._holding &= ~released
         if self._steps_since_event is not None:
             self._steps_since_event += 1
+        reported = self._report(average, time_s)
         candidates = [i for i in self._keyword_ids if above[i] and not self._holding[i]]
         if not candidates:
-            return None
+            return reported
         if self._steps_since_event is not None and self._steps_since_event < self._suppression_steps:
             self._holding[candidates] = True  # the tail of the word that fired, or too close to it
-            return None
+            return reported
         best = max(candidates, key=lambda i: average[i])
         self._steps_since_event = 0
         self._holding[candidates] = True
-        return Detection(self._labels[best], float(average[best]), time_s)
+        self._waiting = (best, float(average[best]))
+        return self.flush(time_s) if self._peak_steps == 0 else reported

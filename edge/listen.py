@@ -23,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from edge.detect import Detection
+from edge.detect import Detection, Step
 from edge.errors import EdgeError
 
 MODEL_NAME = "kws.onnx"
@@ -35,7 +35,6 @@ def default_model() -> Path:
     beside = Path(__file__).resolve().parent.parent / "models" / MODEL_NAME
     return beside if beside.is_file() else Path(sys.prefix) / "share" / "kws-edge" / "models" / MODEL_NAME
 CHUNK_MS = 100
-FLUSH_MS = 500  # silence fed after a file ends, so a word in its last moments still completes
 HOOK_WAIT_S = 2.0  # at the end, how long --on-detect programs still running may take to finish
 
 
@@ -46,37 +45,93 @@ class _Stop(Exception):
     """Raised by the SIGTERM handler to unwind like Ctrl+C does."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edge.listen", description="Offline keyword spotting.",
-                                fromfile_prefix_chars="@",
-                                epilog="@FILE reads arguments from FILE, one per line, spaces kept as they are.")
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, as the program's other errors are (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog.removeprefix('python -m ')}: error: {message} (see --help)\n")
+
+
+def score(text: str) -> float:
+    """An argparse type: a threshold, a score in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a score in (0, 1], e.g. 0.65")
+    return value
+
+
+def speeds(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated speeds, checked as the runtime checks them."""
+    from edge.runtime import check_speeds
+
+    try:
+        return check_speeds(text.split(","))
+    except EdgeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--model, --threshold and --speeds: the same for edge.listen and edge.serve."""
     p.add_argument("--model", type=Path, default=None,
-                   help="exported kws window model (default: the shipped models/kws.onnx)")
+                   help="exported kws window model, an .onnx file; its streaming twin NAME.stream.onnx is used "
+                        "from beside it (default: the shipped models/kws.onnx)")
+    p.add_argument("--threshold", type=score, default=None, metavar="SCORE",
+                   help="score in (0, 1] needed to report a keyword at once, lower is more sensitive (default: the "
+                        "model's own thresholds, 0.65 for the shipped model; its slower rule for steadily heard "
+                        "words stays)")
+    p.add_argument("--speeds", type=speeds, default=None, metavar="LIST",
+                   help="hear the stream at these speeds, from 0.8 to 1.25 and 1 among them, and average the "
+                        "scores, e.g. 1,0.95,1.05; each speed is one more model pass, 1 alone costs least "
+                        "(default: the model's own, 1,0.9,0.95,1.05,1.1 for the shipped model)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m edge.listen", description="Offline keyword spotting: hear the model's commands "
+               "in the microphone, a file or stdin, and print each one as an event.",
+               fromfile_prefix_chars="@",
+               epilog="@FILE reads arguments from FILE, one per line, spaces kept as they are. Exit codes: 0 done "
+                      "(Ctrl+C or SIGTERM included), 2 a mistake in the input, said in one line.")
+    add_model_arguments(p)
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--wav", type=Path, metavar="FILE", help="process a sound file instead of the microphone")
-    source.add_argument("--stdin", action="store_true", help="read raw mono PCM from stdin (see --stdin-format)")
+    source.add_argument("--wav", type=Path, metavar="FILE",
+                        help="process a sound file (WAV, FLAC or OGG; any rate, mono or stereo) instead of the "
+                             "microphone (default: the microphone)")
+    source.add_argument("--stdin", action="store_true",
+                        help="read raw mono PCM from stdin, no header (see --stdin-format; default: the microphone)")
     p.add_argument("--stdin-rate", type=int, default=None, metavar="HZ",
                    help="with --stdin: its sample rate (default: the model's, 16000)")
     p.add_argument("--stdin-format", choices=("s16le", "f32le"), default="s16le",
-                   help="with --stdin: signed 16-bit or 32-bit float samples, little-endian (default: %(default)s)")
-    p.add_argument("--realtime", action="store_true", help="with --wav: pace the file at real-time speed")
-    p.add_argument("--device", default=None, help="input device number or name (see --list-devices)")
+                   help="with --stdin: s16le (signed 16-bit) or f32le (32-bit float) samples, little-endian "
+                        "(default: %(default)s)")
+    p.add_argument("--realtime", action="store_true",
+                   help="with --wav: pace the file at real-time speed (default: as fast as it is heard)")
+    p.add_argument("--device", default=None, metavar="NUMBER_OR_NAME",
+                   help="input device: its number, or part of its name (see --list-devices; default: the "
+                        "system's default input)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="score needed to report a keyword at once, 0..1 (default: the model's own thresholds; "
-                   "its slower rule for steadily heard words stays)")
-    p.add_argument("--speeds", default=None, metavar="LIST",
-                   help="hear the stream at these speeds and average the scores, e.g. 1,0.95,1.05; 1 alone costs "
-                        "least (default: the model's own)")
     p.add_argument("--json", action="store_true",
-                   help="one JSON object per detection per line: label, score, time (stream seconds), wall_time")
+                   help="one JSON object per event per line: label, score (how sure, 0..1: the peak of its "
+                        "smoothed score), time (stream seconds), wall_time (default: a table-like text line)")
+    p.add_argument("--step-scores", action="store_true",
+                   help="with --json: also a line per model step (every 20 ms for the shipped model) with each "
+                        "keyword's smoothed score, {\"time\": 1.24, \"scores\": {\"yes\": 0.031, ...}}, before "
+                        "that step's events (default: events only)")
+    p.add_argument("--meter", action="store_true",
+                   help="draw each keyword's smoothed score against its threshold on stderr as you speak, to "
+                        "choose a --threshold (redrawn in place on a terminal, a line per 0.1 s elsewhere)")
     p.add_argument("--record", type=Path, default=None, metavar="OUT.wav",
-                   help="also save the audio as heard (16 kHz mono), to check a microphone set-up")
-    p.add_argument("--window-only", action="store_true", help="ignore the streaming model (slower; for comparison)")
+                   help="also save the audio as heard (16 kHz mono 16-bit WAV), to check a microphone set-up "
+                        "(default: nothing saved)")
+    p.add_argument("--window-only", action="store_true",
+                   help="run the window model on the last second at every step instead of the streaming model "
+                        "(much slower; for comparison)")
     p.add_argument("--on-detect", metavar="COMMAND", default=None,
                    help="run this program for every detection, e.g. \"/home/pi/bin/lights toggle\"; it runs "
                         "without a shell and gets the event in its environment (KWS_LABEL, KWS_SCORE, KWS_TIME), "
-                        "never on its command line; its output goes to stderr")
+                        "never on its command line; its output goes to stderr (default: none)")
     add_mqtt_arguments(p)
     return p
 
@@ -201,31 +256,56 @@ class _Recorder:
             self._file = None
 
 
+def _meter(args, recognizer):
+    """The --meter display for this model's keywords and thresholds, or None."""
+    if not args.meter:
+        return None
+    from edge.meter import Meter
+
+    keywords = [label for label in recognizer.labels if not label.startswith("_")]
+    return Meter({label: recognizer.settings.threshold_of(label) for label in keywords},
+                 {label: printable(label) for label in keywords})
+
+
 def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool, mqtt=None) -> tuple[float, int]:
     """Runs the recognizer over the chunks; returns (seconds of audio heard, events)."""
     hook = _Hook(args.on_detect)
     recorder = _Recorder(args.record, recognizer.sample_rate)
+    meter = _meter(args, recognizer)
     samples = events = 0
 
-    def deliver(audio: np.ndarray) -> int:
-        fired = recognizer.process(audio)
-        for detection in fired:
+    def deliver(detections: list[Detection]) -> int:
+        if detections and meter is not None:
+            meter.clear()
+        for detection in detections:
             _emit(detection, args.json)
             hook(detection)
             if mqtt is not None:
                 mqtt.publish(detection)
-        return len(fired)
+        return len(detections)
+
+    def hear(steps: list[Step]) -> int:
+        fired = 0
+        for step in steps:
+            if args.step_scores:
+                print(json.dumps(step.to_dict()), flush=True)
+            fired += deliver(list(step.detections))
+        if meter is not None:
+            meter.show(steps)
+        return fired
 
     try:
         for chunk in chunks:
             recorder.write(chunk)
             samples += len(chunk)
-            events += deliver(chunk)
+            events += hear(recognizer.steps(chunk))
             hook.reap()
         if flush:
-            events += deliver(np.zeros(recognizer.sample_rate * FLUSH_MS // 1000, np.float32))
+            events += deliver(recognizer.finish())
     finally:
         recorder.close()
+        if meter is not None:
+            meter.clear()
         hook.reap(wait_s=HOOK_WAIT_S)
     return samples / recognizer.sample_rate, events
 
@@ -263,9 +343,10 @@ def run(args) -> int:
         return 0
     if not args.stdin and (args.stdin_rate is not None or args.stdin_format != "s16le"):
         raise EdgeError("--stdin-rate and --stdin-format describe --stdin input; add --stdin")
+    if args.step_scores and not args.json:
+        raise EdgeError("--step-scores adds lines to the --json output; add --json")
     recognizer = Recognizer.from_onnx(args.model or default_model(), threshold=args.threshold,
-                                      streaming=not args.window_only,
-                                      speeds=None if args.speeds is None else args.speeds.split(","))
+                                      streaming=not args.window_only, speeds=args.speeds)
     rate = recognizer.sample_rate
     chunk = rate * CHUNK_MS // 1000
     mqtt = mqtt_publisher(args)
@@ -291,7 +372,10 @@ def _raise_stop(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a mistake argparse found (said in one line)
+        return stop.code
     logging.basicConfig(level=logging.WARNING, format="edge.listen: %(levelname)s: %(message)s")
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:

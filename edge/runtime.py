@@ -7,6 +7,7 @@ here is specific to one model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import deque
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.detect import Detection, Detector, DetectorSettings
+from edge.detect import NON_KEYWORDS, Detection, Detector, DetectorSettings, Step
 from edge.errors import EdgeError, Throttled
 
 log = logging.getLogger(__name__)
+
+FLUSH_MS = 500  # silence heard at the end of a stream, so that a word in its last moments still completes
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,7 @@ class Recognizer:
         self._info = info
         self._step_samples = step_samples
         self._detector = Detector(info.labels, settings, step_samples / info.sample_rate)
+        self._keyword_ids = [i for i, label in enumerate(info.labels) if label not in NON_KEYWORDS]
         self._bad_chunk, self._loud_chunk = Throttled(log), Throttled(log)
         clip_steps = info.stream.get("clip_steps") or \
             max(1, (info.clip_samples - int(info.stream.get("context_samples", 0))) // step_samples)  # older exports
@@ -331,10 +335,12 @@ class Recognizer:
         return self._skipped_s + self._steps * self._step_samples / self._info.sample_rate
 
     def reset(self) -> None:
-        """Forget all audio heard so far; time starts again at zero."""
+        """Forget all audio heard so far (an event still waiting for its score's peak too); time starts
+        again at zero."""
         self._skipped_s = 0.0
         self._bad = 0
         self._start_afresh()
+        self._carried: list[Detection] = []  # events to report with the next step (see skip)
 
     def _start_afresh(self) -> None:
         for view in self._views:
@@ -349,9 +355,16 @@ class Recognizer:
         and listening starts afresh, as after silence, so no word is pieced together across the gap."""
         if not seconds >= 0:
             raise ValueError(f"skip() takes seconds >= 0, not {seconds}")
-        pending = len(self._clock_steps) * self._step_samples + self._views[0].pending_samples
-        self._skipped_s = self.seconds_processed + pending / self._info.sample_rate + seconds
+        waiting = self._detector.flush(self.seconds_processed)  # a word before the gap is not lost in it
+        if waiting is not None:
+            self._carried.append(waiting)
+        self._skipped_s = self._heard_s() + seconds
         self._start_afresh()
+
+    def _heard_s(self) -> float:
+        """Stream time at the end of the audio fed so far, whole model steps or not."""
+        pending = len(self._clock_steps) * self._step_samples + self._views[0].pending_samples
+        return self.seconds_processed + pending / self._info.sample_rate
 
     def scores(self, chunk) -> list[tuple[float, np.ndarray]]:
         """(time_s, class probabilities) for every model step this chunk completes, before detection."""
@@ -392,9 +405,26 @@ class Recognizer:
     def process(self, chunk) -> list[Detection]:
         """Feed mono audio at `sample_rate`, any length: float32/float64 in [-1, 1] or int16 PCM, 1-D or
         [n, 1]. Returns the events it completes. Other shapes and types raise EdgeError."""
-        detections = []
+        return [detection for step in self.steps(chunk) for detection in step.detections]
+
+    def steps(self, chunk) -> list[Step]:
+        """As process(), step by step: every model step the chunk completes, with each keyword's smoothed
+        score (what its threshold is compared with) and the events reported at that step."""
+        out = []
         for time_s, probabilities in self.scores(chunk):
             detection = self._detector.update(probabilities, time_s)
-            if detection is not None:
-                detections.append(detection)
-        return detections
+            detections, self._carried = (*self._carried, *([detection] if detection else [])), []
+            smoothed = self._detector.smoothed
+            out.append(Step(time_s, {self.labels[i]: float(smoothed[i]) for i in self._keyword_ids}, detections))
+        return out
+
+    def finish(self) -> list[Detection]:
+        """The stream has ended: hears FLUSH_MS of silence, so that a word in its last moments completes,
+        and reports every event that completes or still waits for its score's peak. No event is timed after
+        the end of the audio fed (the silence is not part of the stream). reset() before another stream."""
+        end_s = self._heard_s()
+        detections = self.process(np.zeros(self.sample_rate * FLUSH_MS // 1000, np.float32)) + self._carried
+        waiting = self._detector.flush(self.seconds_processed)
+        self._carried = []
+        return [d if d.time_s <= end_s else dataclasses.replace(d, time_s=end_s)
+                for d in detections + ([waiting] if waiting else [])]

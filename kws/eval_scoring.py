@@ -149,14 +149,13 @@ def run_model(model: str | Path | Recognizer, audio: np.ndarray, progress: bool 
 
 
 def detect(scores: StepScores, settings: DetectorSettings) -> list[tuple[str, float]]:
-    """(label, time_s) of every event the detector gives on these scores."""
+    """(label, time_s) of every event the detector gives on these scores, as `Recognizer.finish` ends a
+    stream: an event still waiting for its score's peak is reported at the end, and none is timed after the
+    end of the recording (the silence added by run_model is not part of it)."""
     detector = Detector(scores.labels, settings, scores.step_s)
-    events = []
-    for time_s, p in zip(scores.times_s, scores.probabilities):
-        detection = detector.update(p, float(time_s))
-        if detection is not None:
-            events.append((detection.label, detection.time_s))
-    return events
+    found = [detector.update(p, float(time_s)) for time_s, p in zip(scores.times_s, scores.probabilities)]
+    found.append(detector.flush(float(scores.times_s[-1])) if len(scores.times_s) else None)
+    return [(d.label, min(d.time_s, scores.seconds)) for d in found if d is not None]
 
 
 MISS_CAUSES = ("never_scored", "not_held", "suppressed")

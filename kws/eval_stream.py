@@ -30,6 +30,8 @@ def describe(settings: DetectorSettings, speeds: tuple[float, ...] = (1.0,)) -> 
     if settings.sustained_ms:
         text += f", or {settings.sustained_threshold:g} on {settings.sustained_ms:.0f} ms"
     text += f", events {settings.suppression_ms:.0f} ms apart"
+    if settings.peak_ms:
+        text += f", reported at their score's peak (within {settings.peak_ms:.0f} ms)"
     return text if len(speeds) == 1 else text + f"; heard at speeds {', '.join(f'{v:g}' for v in speeds)}"
 
 

@@ -26,7 +26,9 @@ def _run(detector, steps, start=0):
 
 
 def _settings(**values):
-    return DetectorSettings(**{"threshold": 0.6, "average_ms": STEP_S * 1000, "suppression_ms": 500, **values})
+    """Settings whose events are reported at the crossing (peak_ms 0), unless a test asks otherwise."""
+    return DetectorSettings(**{"threshold": 0.6, "average_ms": STEP_S * 1000, "suppression_ms": 500, "peak_ms": 0,
+                               **values})
 
 
 def test_one_word_one_event_at_the_crossing():
@@ -128,11 +130,74 @@ def test_quick_rule_still_fires_first_when_the_sustained_rule_is_on():
     assert _run(Detector(LABELS, settings, STEP_S), steps) == [("yes", 60)]
 
 
+def _reported(detector, steps):
+    """(label, step index, score) of every event, as update() reports them."""
+    out = []
+    for i, (yes, no) in enumerate(steps):
+        detection = detector.update(_scores(yes, no), (i + 1) * STEP_S)
+        if detection is not None:
+            out.append((detection.label, i, round(detection.score, 6)))
+    return out
+
+
+def test_an_event_is_reported_when_its_score_stops_rising_with_that_peak():
+    """The score says how sure the model was of the word, not how far it had got when it crossed."""
+    detector = Detector(LABELS, _settings(peak_ms=300), STEP_S)
+    steps = [(0.0, 0.0)] * 5 + [(0.7, 0.0), (0.8, 0.0), (0.95, 0.0), (0.9, 0.0)] + [(0.0, 0.0)] * 20
+    assert _reported(detector, steps) == [("yes", 8, 0.95)]  # crossed at step 5, peaked at 7, fell at 8
+    crossing = Detector(LABELS, _settings(peak_ms=0), STEP_S)
+    assert _reported(crossing, steps) == [("yes", 5, 0.7)]
+
+
+def test_an_event_is_reported_peak_ms_after_its_crossing_at_the_latest():
+    detector = Detector(LABELS, _settings(peak_ms=100), STEP_S)  # 5 steps
+    rising = [(0.0, 0.0)] * 3 + [(0.6 + 0.01 * i, 0.0) for i in range(30)]
+    assert _reported(detector, rising) == [("yes", 8, 0.65)]
+
+
+def test_peak_ms_beyond_the_suppression_is_cut_to_it_and_the_next_word_still_fires():
+    detector = Detector(LABELS, _settings(peak_ms=5000, suppression_ms=200), STEP_S)  # 10 steps
+    steps = [(0.9, 0.0)] * 30 + [(0.0, 0.0)] * 5 + [(0.0, 0.9)] * 3 + [(0.0, 0.0)] * 20
+    assert _reported(detector, steps) == [("yes", 9, 0.9), ("no", 38, 0.9)]  # "no" held 3 steps from 35
+
+
+def test_which_events_fire_does_not_depend_on_peak_ms():
+    rng = np.random.default_rng(5)
+    steps = []
+    for _ in range(200):  # words of random length, height and shape, some close together, among quiet
+        level, length, which = rng.uniform(0.3, 1.0), int(rng.integers(2, 40)), int(rng.integers(2))
+        shape = level * np.sin(np.linspace(0, np.pi, length)) ** rng.uniform(0.2, 3)
+        steps += [(v, 0.0) if which == 0 else (0.0, v) for v in shape]
+        steps += [(0.0, 0.0)] * int(rng.integers(0, 30))
+    settings = dict(average_ms=60, suppression_ms=400, threshold=0.5)
+    at_crossing = _reported(Detector(LABELS, _settings(**settings), STEP_S), steps)
+    at_peak = _reported(Detector(LABELS, _settings(**settings, peak_ms=300), STEP_S), steps)
+    assert len(at_crossing) > 20
+    assert [label for label, _, _ in at_peak] == [label for label, _, _ in at_crossing]
+    for (_, crossed, score), (_, reported, peak) in zip(at_crossing, at_peak):
+        assert crossed <= reported <= crossed + 15 and peak >= score
+
+
+def test_flush_reports_the_event_still_waiting_for_its_peak():
+    detector = Detector(LABELS, _settings(peak_ms=300), STEP_S)
+    assert _reported(detector, [(0.0, 0.0)] * 3 + [(0.7, 0.0), (0.8, 0.0)]) == []
+    assert detector.flush(1.0) == Detection("yes", pytest.approx(0.8), 1.0)
+    assert detector.flush(1.0) is None
+
+
+def test_smoothed_scores_are_the_average_the_threshold_is_compared_with():
+    detector = Detector(LABELS, _settings(average_ms=3 * STEP_S * 1000), STEP_S)
+    for yes in (0.3, 0.6, 0.9, 0.0):
+        detector.update(_scores(yes), 0.0)
+    assert detector.smoothed[LABELS.index("yes")] == pytest.approx(0.5)  # (0.6 + 0.9 + 0.0) / 3
+
+
 @pytest.mark.parametrize("values, message", [
     ({"average_ms": 0}, "average_ms must be more than 0"),
     ({"threshold": 1.5}, "threshold must be in"),
     ({"suppression_ms": -1}, "suppression_ms must be at least 0"),
     ({"release": 2.0}, "release must be in"),
+    ({"peak_ms": -1}, "peak_ms must be at least 0"),
 ])
 def test_impossible_settings_are_refused(values, message):
     with pytest.raises(ValueError, match=message):

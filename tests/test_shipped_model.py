@@ -91,6 +91,30 @@ def test_long_recording_reports_each_keyword_once_at_the_right_time(tmp_path):
         assert start_s < event["time"] <= end_s + 1.0, (word, event, start_s, end_s)
 
 
+def test_no_event_is_timed_after_the_end_of_the_file(tmp_path):
+    """A file that stops as the word ends: the word still completes in the silence added after the end,
+    and its event is timed at the end of the file at the latest, never in that silence."""
+    heard = 0
+    for word in ["yes", "no", "up", "down", "left", "right", "stop", "go"]:
+        _, clip = _clip(word)
+        end_s = round(_word_end_s(clip) * RATE) / RATE
+        sf.write(tmp_path / "cut.wav", clip[:round(end_s * RATE)], RATE, subtype="PCM_16")
+        events = _listen("--wav", str(tmp_path / "cut.wav"))
+        assert all(event["time"] <= end_s for event in events), (word, end_s, events)
+        heard += [event["label"] for event in events] == [word]
+    assert heard >= 6
+
+
+def test_event_scores_say_how_sure_the_model_was():
+    """Each clear command's score is the peak of its smoothed score over the word, not the score at the
+    step that crossed the threshold (which always lies just above it): they spread over the range above."""
+    scores = [event["score"] for word in ["yes", "no", "up", "down", "left", "right", "stop", "go"]
+              for event in _listen("--wav", str(_clip(word)[0]))]
+    threshold = json.loads({p.key: p.value for p in onnx.load(str(MODEL)).metadata_props}["detection"])["threshold"]
+    assert len(scores) >= 6 and all(score >= threshold for score in scores)
+    assert sum(score > threshold + 0.05 for score in scores) >= len(scores) // 2, scores
+
+
 def test_stays_quiet_on_a_sentence_without_commands():
     """15 s of a read sentence by a LibriSpeech speaker that no training run hears: no event at all."""
     assert _listen("--wav", str(SPEECH / "1688-142285-0000.opus")) == []
