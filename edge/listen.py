@@ -241,9 +241,17 @@ class _Recorder:
         if path is not None:
             import soundfile as sf
 
+            if path.is_dir():
+                raise EdgeError(f"--record {path} is a folder; give a file name, e.g. {path / 'heard.wav'}")
+            if not path.parent.is_dir():
+                raise EdgeError(f"--record {path}: folder {path.parent} does not exist; create it or record elsewhere")
             self._tmp = path.with_name(f".{path.name}.part")
-            self._file = sf.SoundFile(str(self._tmp), "w", samplerate=rate, channels=1, subtype="PCM_16",
-                                      format="WAV")
+            try:
+                self._file = sf.SoundFile(str(self._tmp), "w", samplerate=rate, channels=1, subtype="PCM_16",
+                                          format="WAV")
+            except (sf.LibsndfileError, OSError) as error:
+                raise EdgeError(f"--record {path}: cannot write there ({error}); check the folder's permissions "
+                                "and free space") from None
 
     def write(self, chunk: np.ndarray) -> None:
         if self._file is not None:

@@ -61,6 +61,10 @@ def _session(path: Path):
 
 def read_model_info(path: str | Path, session=None) -> ModelInfo:
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.onnx") if not p.name.endswith(".stream.onnx"))
+        raise EdgeError(f"model {path} is a folder; pass the .onnx file in it"
+                        + (f", e.g. {path / found[0]}" if found else " (it holds none)"))
     if not path.is_file():
         raise EdgeError(f"model {path} not found; pass --model PATH to an exported kws .onnx file")
     session = session or _session(path)
@@ -176,16 +180,21 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+SPEEDS = (0.8, 1.25)  # speeds a stream may be heard at; at 0.75 or 1.33 the shipped model missed a clear command
+
+
 def check_speeds(speeds) -> tuple[float, ...]:
-    """The speeds a stream is heard at, 1 first: a tuple of distinct numbers between 0.5 and 2 that holds 1
-    (the stream as it is, whose steps keep the clock)."""
+    """The speeds a stream is heard at, 1 first: a tuple of distinct numbers in SPEEDS that holds 1 (the
+    stream as it is, whose steps keep the clock)."""
+    shown = ",".join(map(str, speeds)) if isinstance(speeds, (list, tuple)) else str(speeds)
     try:
         values = tuple(float(v) for v in speeds)
     except (TypeError, ValueError):
-        raise EdgeError(f"speeds must be numbers, e.g. 1,0.95,1.05, not {speeds!r}") from None
-    if 1.0 not in values or len(set(values)) != len(values) or not all(0.5 <= v <= 2.0 for v in values):
-        raise EdgeError(f"speeds must be distinct numbers between 0.5 and 2 and include 1 (the stream as it is), "
-                        f"e.g. 1,0.95,1.05; not {','.join(f'{v:g}' for v in values)}")
+        raise EdgeError(f"speeds must be numbers, e.g. 1,0.95,1.05, not {shown!r}") from None
+    low, high = SPEEDS
+    if 1.0 not in values or len(set(values)) != len(values) or not all(low <= v <= high for v in values):
+        raise EdgeError(f"speeds must be distinct numbers from {low:g} to {high:g} and include 1 (the stream as it "
+                        f"is), e.g. 1,0.95,1.05; not {','.join(f'{v:g}' for v in values)}")
     return (1.0, *(v for v in values if v != 1.0))
 
 
@@ -270,6 +279,8 @@ class Recognizer:
         path = Path(path)
         info = read_model_info(path, None)
         step = int(info.stream.get("step_samples") or info.sample_rate * 30 // 1000)
+        if threshold is not None and not 0.0 < threshold <= 1.0:  # the caller's mistake, not the model's
+            raise EdgeError(f"a threshold is a score in (0, 1], e.g. 0.65; not {threshold:g}")
         try:
             if settings is None:
                 settings = DetectorSettings(**info.detection)

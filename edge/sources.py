@@ -67,8 +67,12 @@ def file_chunks(path: str | Path, rate: int, chunk_samples: int) -> Iterator[np.
     import soundfile as sf
 
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise EdgeError(f"{path} is a folder, not an audio file; give a WAV, FLAC or OGG file")
+    if not path.exists():
         raise EdgeError(f"audio file {path} not found")
+    if not path.is_file():  # /dev/null, a terminal, a pipe: libsndfile cannot read a sound file from these
+        raise EdgeError(f"{path} is not a regular file; give a WAV, FLAC or OGG file (raw PCM from a pipe: --stdin)")
     if path.stat().st_size == 0:
         raise EdgeError(f"audio file {path} is empty (0 bytes); record or copy it again")
     try:
@@ -113,6 +117,18 @@ def pcm_to_float(data: bytes, dtype, channels: int = 1) -> np.ndarray:
 STDIN_FORMATS = {"s16le": "<i2", "f32le": "<f4"}  # arecord's S16_LE and FLOAT_LE
 
 
+SOUND_FILE_HEADERS = {"WAV": lambda head: head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE",
+                      "FLAC": lambda head: head[:4] == b"fLaC", "OGG": lambda head: head[:4] == b"OggS"}
+
+
+def _refuse_sound_file(head: bytes) -> None:
+    """Raw PCM has no header; a sound file piped to --stdin would be heard as noise from its header on."""
+    for kind, matches in SOUND_FILE_HEADERS.items():
+        if matches(head):
+            raise EdgeError(f"stdin holds a {kind} file, but --stdin reads raw PCM samples: give a file with --wav "
+                            "FILE, or pipe raw samples (e.g. sox -t wav - -t raw -e signed -b 16 -c 1 -r 16000 -)")
+
+
 def stdin_chunks(rate: int, chunk_samples: int, stream: BinaryIO | None = None, source_rate: int | None = None,
                  sample_format: str = "s16le") -> Iterator[np.ndarray]:
     """Raw mono PCM from stdin as chunks at `rate`: signed 16-bit ("s16le") or 32-bit float ("f32le")
@@ -125,10 +141,14 @@ def stdin_chunks(rate: int, chunk_samples: int, stream: BinaryIO | None = None, 
     stream = stream or sys.stdin.buffer
     resample = Resampler(source_rate or rate, rate)
     leftover = b""
+    first = True
     while True:
         data = stream.read(dtype.itemsize * chunk_samples)
         if not data:
             break
+        if first:
+            _refuse_sound_file(data)
+            first = False
         data = leftover + data
         usable = len(data) - len(data) % dtype.itemsize
         leftover = data[usable:]

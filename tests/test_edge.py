@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,7 +81,7 @@ def test_hearing_at_several_speeds_averages_each_speed_on_the_streams_clock(mode
     assert [d.label for d in reference] == [d.label for d in _feed(once, audio, [160])]
     assert all(abs(d.time_s - b.time_s) <= 0.1 for d, b in zip(reference, _feed(once, audio, [160])))
     assert several.fresh().speeds == several.speeds
-    for speeds, message in (((0.9, 1.1), "include 1"), ((1, 3), "between 0.5 and 2"), ((1, 1), "distinct"),
+    for speeds, message in (((0.9, 1.1), "include 1"), ((1, 3), "from 0.8 to 1.25"), ((1, 1), "distinct"),
                             (("fast",), "must be numbers")):
         with pytest.raises(EdgeError, match=message):
             Recognizer.from_onnx(model, speeds=speeds)
@@ -391,3 +392,143 @@ def test_labels_from_the_model_are_printed_without_control_characters(model, str
     assert "yes?[2J?[31m" in out and "\x1b" not in out
     assert main(["--model", str(tricky), "--wav", str(stream_wav), "--threshold", "0.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["label"] == "yes" + escape  # JSON escapes it
+
+
+def _one_line_error(capsys, code: int) -> str:
+    """The one line a refused run prints (argparse's mistakes as well as the program's), with exit code 2."""
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, (code, err)
+    assert err.startswith("edge.listen: error:")
+    return err
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--threshold", "1.5"], "argument --threshold: '1.5' is not a score in (0, 1]"),
+    (["--threshold", "abc"], "argument --threshold: 'abc' is not a score"),
+    (["--speeds", "abc"], "not 'abc'"),
+    (["--speeds", "0.5,1,2"], "from 0.8 to 1.25"),
+    (["--step-scores"], "add --json"),
+], ids=["threshold-above-1", "threshold-not-a-number", "speeds-not-numbers", "speeds-too-far", "step-scores-alone"])
+def test_bad_flags_are_one_line_errors_about_the_flag(model, stream_wav, capsys, flags, says):
+    err = _one_line_error(capsys, main(["--model", str(model), "--wav", str(stream_wav), *flags]))
+    assert says in err and "[" not in err.split("error:")[1] and str(model) not in err
+
+
+def test_the_recognizer_blames_a_bad_threshold_not_the_model(model):
+    with pytest.raises(EdgeError) as error:
+        Recognizer.from_onnx(model, threshold=1.5)
+    assert str(model) not in str(error.value) and "(0, 1]" in str(error.value)
+
+
+def test_paths_that_are_not_files_are_said_to_be_what_they_are(model, stream_wav, tmp_path, capsys):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "kws.onnx").write_bytes(model.read_bytes())
+    err = _one_line_error(capsys, main(["--model", str(tmp_path / "models"), "--wav", str(stream_wav)]))
+    assert "is a folder" in err and str(tmp_path / "models" / "kws.onnx") in err
+    err = _one_line_error(capsys, main(["--model", str(model), "--wav", "/dev/null"]))
+    assert "/dev/null is not a regular file" in err and "not found" not in err
+    err = _one_line_error(capsys, main(["--model", str(model), "--wav", str(tmp_path)]))
+    assert "is a folder, not an audio file" in err
+
+
+def test_record_into_a_folder_that_does_not_exist(model, stream_wav, tmp_path, capsys):
+    target = tmp_path / "no" / "such" / "dir" / "x.wav"
+    err = _one_line_error(capsys, main(["--model", str(model), "--wav", str(stream_wav), "--record", str(target)]))
+    assert f"folder {target.parent} does not exist" in err
+    err = _one_line_error(capsys, main(["--model", str(model), "--wav", str(stream_wav), "--record", str(tmp_path)]))
+    assert "is a folder" in err
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_a_sound_file_on_stdin_is_refused_not_heard_as_noise(model, stream_wav, tmp_path, fmt):
+    audio, _ = sf.read(stream_wav, dtype="float32")
+    sf.write(tmp_path / "file", audio, RATE, format=fmt)
+    result = _stdin(model, (tmp_path / "file").read_bytes())
+    err = result.stderr.decode().strip()
+    assert result.returncode == 2 and len(err.splitlines()) == 1 and f"stdin holds a {fmt} file" in err
+    assert "--wav FILE" in err and result.stdout == b""
+
+
+def test_an_events_score_is_the_peak_of_its_smoothed_score(model):
+    """The score says how sure the model was: the highest its label's smoothed score reached from the
+    crossing to the report (not the score at the crossing, which is the threshold's neighbour)."""
+    recognizer = Recognizer.from_onnx(model, threshold=0.5)
+    audio, _ = tone_stream(WORDS, 9.0)
+    steps = recognizer.steps(audio)
+    fired = [(i, d) for i, step in enumerate(steps) for d in step.detections]
+    assert len(fired) >= 2
+    peak_steps = round(recognizer.settings.peak_ms / 1000 / recognizer.step_s)
+    for i, detection in fired:
+        assert detection.time_s == steps[i].time_s
+        rising = [step.scores[detection.label] for step in steps[max(0, i - peak_steps):i + 1]]
+        crossing = next(j for j, score in enumerate(rising) if score >= 0.5)  # the first step at the threshold
+        assert detection.score == pytest.approx(max(rising[crossing:]))
+        assert detection.score > rising[crossing] or crossing == len(rising) - 1
+
+
+def test_step_scores_in_json_lines(model, stream_wav, capsys):
+    """--json --step-scores: a line per model step with every keyword's smoothed score, the events among
+    them as before (and the same ones)."""
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5"]) == 0
+    events = _events(capsys.readouterr().out)
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--json", "--threshold", "0.5",
+                 "--step-scores"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    steps = [line for line in lines if "scores" in line]
+    assert [(e["label"], e["time"]) for e in lines if "label" in e] == events
+    assert len(steps) == 9.0 // 0.03 and all(set(s["scores"]) == {"yes", "no", "stop"} for s in steps)
+    assert [s["time"] for s in steps] == sorted(s["time"] for s in steps)
+    for label, time_s in events:  # each event follows the step that reported it, which is over the threshold
+        (step,) = [s for s in steps if s["time"] == time_s]
+        assert step["scores"][label] >= 0.5 or lines[lines.index(step) - 1]["scores"][label] >= 0.5
+
+
+def test_meter_draws_each_keyword_against_its_threshold():
+    import io
+
+    from edge.detect import Step
+    from edge.meter import Meter
+
+    screen = io.StringIO()
+    meter = Meter({"yes": 0.5, "no": 0.8}, stream=screen, redraw=True)
+    meter.show([Step(0.02, {"yes": 0.1, "no": 0.2}), Step(0.04, {"yes": 0.6, "no": 0.1})])
+    first = screen.getvalue()
+    assert first.count("\n") == 3 and "\x1b[" in first  # a heading and a line per keyword, redrawn in place
+    yes_line = next(line for line in first.splitlines() if line.startswith("yes"))
+    assert "0.60 / 0.50" in yes_line and "above" in yes_line and yes_line.index("|") < yes_line.rindex("#")
+    no_line = next(line for line in first.splitlines() if line.startswith("no"))
+    assert "0.20 / 0.80" in no_line and "above" not in no_line  # the highest of the steps shown
+    meter.show([Step(0.06, {"yes": 0.0, "no": 0.0})])
+    assert screen.getvalue()[len(first):].startswith("\x1b[3F")  # back over the 3 lines drawn
+    assert "highest 0.60" in screen.getvalue().splitlines()[-2]
+    meter.clear()
+    assert screen.getvalue().endswith("\x1b[3F\x1b[J")
+    plain = io.StringIO()
+    Meter({"yes": 0.5}, stream=plain, redraw=False).show([Step(1.5, {"yes": 0.7})])
+    assert plain.getvalue() == "    1.50 s  yes 0.70*\n"
+
+
+def test_listen_meter_on_a_file(model, stream_wav, capsys):
+    assert main(["--model", str(model), "--wav", str(stream_wav), "--threshold", "0.5", "--meter"]) == 0
+    out = capsys.readouterr()
+    meter = [line for line in out.err.splitlines() if re.match(r" +\d+\.\d\d s  yes \d\.\d\d", line)]
+    assert len(meter) >= 80  # a line per 0.1 s of the 9 s file (stderr is no terminal here)
+    assert any("yes" in line and "*" in line.split("yes")[1][:6] for line in meter)
+    assert len(out.out.splitlines()) >= 2  # the events still on stdout
+
+
+@pytest.mark.parametrize("program", ["edge.listen", "edge.serve"])
+def test_every_option_has_a_description_with_its_values(program):
+    from edge.listen import build_parser as listen_parser
+    from edge.serve import build_parser as serve_parser
+
+    parser = (listen_parser if program == "edge.listen" else serve_parser)()
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        text = action.help or ""
+        assert len(text.split()) >= 4, (action.option_strings, text)
+        if action.choices:
+            assert all(str(choice) in text for choice in action.choices), (action.option_strings, text)
+        if action.nargs != 0 and not action.required:  # takes a value: says what it is when not given
+            assert "default" in text, (action.option_strings, text)
