@@ -318,6 +318,11 @@ class Recognizer:
         return self._info.version
 
     @property
+    def weights_id(self) -> str | None:
+        """A hash of the model's weights, from its metadata: it tells one trained model from another."""
+        return self._info.weights_id
+
+    @property
     def settings(self) -> DetectorSettings:
         return self._detector.settings
 

@@ -43,13 +43,12 @@ import numpy as np
 
 from edge.errors import EdgeError, Throttled
 from edge.framing import FrameLimits, ProtocolError, read_event
-from edge.listen import add_mqtt_arguments, default_model, mqtt_publisher, printable
+from edge.listen import Parser, add_model_arguments, add_mqtt_arguments, default_model, mqtt_publisher, printable
 from edge.runtime import Recognizer
 from edge.sources import Resampler, pcm_to_float
 
 log = logging.getLogger(__name__)
 
-FLUSH_MS = 500  # silence fed at audio-stop, so a command at the very end of the audio still completes
 SAMPLE_TYPES = {1: np.uint8, 2: np.int16, 4: np.int32}  # Wyoming audio is integer PCM, little-endian
 RATES = (8000, 192000)  # Hz a client may send
 MAX_CHANNELS = 8
@@ -158,25 +157,42 @@ def detect_names(data: dict) -> set[str] | None:
     return set(names)
 
 
+def commands(recognizer: Recognizer) -> list[str]:
+    return [label for label in recognizer.labels if not label.startswith("_")]
+
+
 def to_model_audio(pcm: bytes, width: int, channels: int, resample: Resampler) -> np.ndarray:
     """A chunk's PCM as float32 mono at the model's rate. Runs on a worker thread."""
     return resample(pcm_to_float(pcm, SAMPLE_TYPES[width], channels))
 
 
+def _package_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kws-edge")
+    except PackageNotFoundError:
+        return None
+
+
 def wyoming_info(recognizer: Recognizer, model: Path):
-    """What `describe` is answered with: one wake program whose models are the model's commands."""
+    """What `describe` is answered with: one wake program (this server, with its package version) whose
+    models are the model's commands, each with the model's own version: the id of its weights, which
+    changes with every training, so that a retrained model does not look like the old one."""
     from wyoming.info import Attribution, Info, WakeModel, WakeProgram
 
     # the shipped model learnt its commands from Google's Speech Commands (CC BY 4.0)
     attribution = Attribution(name="kws-edge, trained on Speech Commands (Warden, 2018)",
                               url="https://arxiv.org/abs/1804.03209")
-    version = recognizer.model_version
+    weights = recognizer.weights_id and printable(recognizer.weights_id)
     models = [WakeModel(name=printable(label), attribution=attribution, installed=True, languages=["en"],
-                        phrase=printable(label), description=f"the command \"{printable(label)}\" ({model.name})",
-                        version=version)
-              for label in recognizer.labels if not label.startswith("_")]
+                        phrase=printable(label),
+                        description=f"the command \"{printable(label)}\" ({model.name}, weights {weights})",
+                        version=weights or recognizer.model_version)
+              for label in commands(recognizer)]
     return Info(wake=[WakeProgram(name="kws-edge", attribution=attribution, installed=True,
-                                  description="offline speech commands", version=version, models=models)])
+                                  description="offline speech commands", version=_package_version(),
+                                  models=models)])
 
 
 class Service:
@@ -189,6 +205,8 @@ class Service:
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="kws-model")
         self._tasks: set[asyncio.Task] = set()
         self.refused, self.gone_quiet, self._busy = LogBudget(log), LogBudget(log), LogBudget(log)
+        self.unknown_names = LogBudget(log)
+        self.commands = commands(recognizer)
 
     async def work(self, function, *args):
         """`function(*args)` on a worker thread; the event loop serves other clients meanwhile."""
@@ -230,8 +248,10 @@ class Connection:
         self._heard = False
         peer = writer.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "local"
+        self._heard_s, self._events = 0.0, 0  # of the open utterance, for --debug
 
     async def run(self) -> None:
+        log.debug("client %s connected", self._peer)
         try:
             while (event := await self._next_event()) is not None:
                 await self._handle(event)
@@ -254,6 +274,7 @@ class Connection:
             self._service.refused.warn(f"client {self._peer}: internal error {type(error).__name__}: "
                                        f"{str(error)[:200]}; disconnected")
         finally:
+            log.debug("client %s disconnected", self._peer)
             self._recognizer = self._resample = None  # the largest state goes with the client
             transport = self._writer.transport
             if transport.get_write_buffer_size():  # it reads nothing: there is no gentle way left
@@ -304,7 +325,7 @@ class Connection:
         if Describe.is_type(event.type):
             await self._write_bytes(self._service.info)
         elif Detect.is_type(event.type):
-            self._names = detect_names(event.data)
+            await self._detect(detect_names(event.data))
         elif AudioStart.is_type(event.type):
             self._start(audio_format(event.data, event.type))
         elif AudioChunk.is_type(event.type):
@@ -314,11 +335,30 @@ class Connection:
         else:
             log.debug("ignoring a %s event", printable(event.type))
 
+    async def _detect(self, names: set[str] | None) -> None:
+        """A client's choice of commands. Names the model lacks could never be answered: they are logged, and
+        a choice of none it knows is answered with an error event (the connection stays open)."""
+        from wyoming.error import Error
+
+        self._names = names
+        log.debug("client %s listens for %s", self._peer, ", ".join(sorted(map(printable, names or ["every command"]))))
+        unknown = sorted((names or set()) - set(self._service.commands))
+        if not unknown:
+            return
+        known = ", ".join(map(printable, self._service.commands))
+        self._service.unknown_names.warn(f"client {self._peer} asked to detect {', '.join(map(printable, unknown))}, "
+                                         f"which this model does not know (it knows {known})")
+        if not names & set(self._service.commands):
+            await self._write(Error(text=printable(f"this model detects none of {', '.join(sorted(names))}; it "
+                                                   f"knows {known}")[:300], code="unknown-name").event())
+
     def _start(self, audio: tuple[int, int, int]) -> None:
         self._format = audio
         self._recognizer = self._service.recognizer.fresh()
         self._resample = Resampler(audio[0], self._recognizer.sample_rate)
         self._heard = False
+        self._heard_s, self._events = 0.0, 0
+        log.debug("client %s: audio at %d Hz, %d byte(s) per sample, %d channel(s)", self._peer, *audio)
 
     async def _chunk(self, audio: tuple[int, int, int], pcm: bytes) -> None:
         rate, width, channels = audio
@@ -336,6 +376,7 @@ class Connection:
                                 f"{limits.burst_s:g} s ahead; --max-speed)", "too-fast")
         if audio != self._format:  # a chunk without audio-start, or the format changed: a new stream
             self._start(audio)
+        self._heard_s += seconds
         await self._hear(await self._service.work(to_model_audio, pcm, width, channels, self._resample))
 
     async def _hear(self, audio: np.ndarray) -> None:
@@ -349,8 +390,13 @@ class Connection:
         from wyoming.wake import Detection
 
         if self._names is not None and detection.label not in self._names:
+            log.debug("client %s: heard %s (score %.2f) at %.2f s, not among the names it asked for", self._peer,
+                      printable(detection.label), detection.score, detection.time_s)
             return
+        log.debug("client %s: detection %s (score %.2f) at %.2f s", self._peer, printable(detection.label),
+                  detection.score, detection.time_s)
         self._heard = True
+        self._events += 1
         await self._write(Detection(name=detection.label, timestamp=int(1000 * detection.time_s)).event())
         if self._service.mqtt is not None:
             self._service.mqtt.publish(detection, client=self._peer)
@@ -360,8 +406,10 @@ class Connection:
 
         if self._recognizer is not None:
             tail = await self._service.work(self._resample, np.zeros(0, np.float32), True)
-            silence = np.zeros(self._recognizer.sample_rate * FLUSH_MS // 1000, np.float32)
-            await self._hear(np.concatenate([tail, silence]))
+            await self._hear(tail)
+            for detection in await self._service.work(self._recognizer.finish):
+                await self._report(detection)
+        log.debug("client %s: audio-stop after %.2f s of audio, %d event(s)", self._peer, self._heard_s, self._events)
         if not self._heard:
             await self._write(NotDetected().event())
         self._recognizer = self._resample = self._format = None
@@ -458,18 +506,22 @@ def _positive(kind, zero: bool = False):
 
 def build_parser() -> argparse.ArgumentParser:
     limits = Limits()
-    p = argparse.ArgumentParser(prog="python -m edge.serve", description="Keyword spotting as a Wyoming service.",
-                                fromfile_prefix_chars="@")
+    p = Parser(prog="python -m edge.serve", description="Keyword spotting as a Wyoming service, the protocol "
+               "Home Assistant uses for voice services: each client streams audio and is told each command heard.",
+               fromfile_prefix_chars="@", epilog="@FILE reads arguments from FILE, one per line. Exit codes: 0 "
+               "stopped (SIGTERM, SIGHUP, Ctrl+C), 2 a mistake in the input or a port it cannot listen on.")
     p.add_argument("--uri", default="tcp://0.0.0.0:10400",
                    help="where to listen: tcp://HOST:PORT or unix:///PATH (default: %(default)s)")
     p.add_argument("--socket-mode", type=socket_mode, default=None, metavar="OCTAL",
                    help="with unix://: the socket's permissions, e.g. 660 for its owner and group "
                         "(default: as the umask leaves them)")
-    p.add_argument("--model", type=Path, default=None,
-                   help="exported kws window model (default: the shipped models/kws.onnx)")
-    p.add_argument("--threshold", type=float, default=None, help="as for edge.listen (default: the model's own)")
+    add_model_arguments(p)
     p.add_argument("--zeroconf", action="store_true",
-                   help="announce the service on the local network (mDNS), so Home Assistant discovers it")
+                   help="with tcp://: announce the service on the local network (mDNS), so Home Assistant "
+                        "discovers it (default: not announced)")
+    p.add_argument("--debug", action="store_true",
+                   help="log a line per client connecting and leaving, per utterance, per event and per error "
+                        "(default: warnings only)")
     p.add_argument("--max-clients", type=_positive(int), default=limits.max_clients, metavar="N",
                    help="clients served at once; more are refused with an error (default: %(default)s)")
     p.add_argument("--idle-timeout", type=_positive(float), default=limits.idle_timeout_s, metavar="SECONDS",
@@ -529,7 +581,7 @@ async def serve(args) -> None:
     if kind == "unix":
         _claim_socket_path(Path(where))  # before the model loads: a wrong path is said at once
     model = args.model or default_model()
-    recognizer = Recognizer.from_onnx(model, threshold=args.threshold)
+    recognizer = Recognizer.from_onnx(model, threshold=args.threshold, speeds=args.speeds)
     loop = asyncio.get_running_loop()
     _quiet_loop_errors(loop)
     stop = asyncio.Event()
@@ -546,8 +598,10 @@ async def serve(args) -> None:
             server = await asyncio.start_unix_server(service.accept, sock=unix.sock, limit=limits.frames.header_bytes)
         else:
             server = await asyncio.start_server(service.accept, where, port, limit=limits.frames.header_bytes)
-        commands = ", ".join(label for label in recognizer.labels if not label.startswith("_"))
-        print(f"edge.serve: Wyoming service on {args.uri} for {printable(commands)}", file=sys.stderr, flush=True)
+        print(f"edge.serve: Wyoming service on {args.uri} for {printable(', '.join(service.commands))}",
+              file=sys.stderr, flush=True)
+        log.debug("model %s (weights %s), heard at speeds %s; %s", model, recognizer.weights_id,
+                  ",".join(f"{v:g}" for v in recognizer.speeds), recognizer.settings)
         await stop.wait()
         server.close()
     finally:
@@ -559,8 +613,14 @@ async def serve(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a mistake argparse found (said in one line)
+        return stop.code
     logging.basicConfig(level=logging.WARNING, format="edge.serve: %(levelname)s: %(message)s")
+    if args.debug:  # the runtime's loggers and this module's ("__main__" under python -m), not other libraries'
+        for name in ("edge", __name__):
+            logging.getLogger(name).setLevel(logging.DEBUG)
     try:
         import wyoming  # noqa: F401
     except ImportError:

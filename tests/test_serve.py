@@ -207,3 +207,66 @@ def test_bad_uri_taken_port_and_impossible_announcement_are_one_line_errors(tcp_
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 2
         assert len(result.stderr.strip().splitlines()) == 1 and "edge.serve: error:" in result.stderr
+
+
+def test_describe_gives_each_command_the_models_own_version(tcp_uri):
+    """A retrained model must not look like the old one in Home Assistant: each wake model carries the id
+    of the weights (which every training changes), the program the package's version."""
+    from importlib.metadata import version
+
+    from edge.runtime import read_model_info
+
+    async def describe():
+        async with AsyncClient.from_uri(tcp_uri) as client:
+            await client.write_event(Describe().event())
+            return Info.from_event(await asyncio.wait_for(client.read_event(), timeout=30))
+
+    (program,) = asyncio.run(describe()).wake
+    weights = read_model_info(ROOT / "models" / "kws.onnx").weights_id
+    assert weights and {model.version for model in program.models} == {weights}
+    assert program.version == version("kws-edge")
+
+
+def test_detect_with_names_the_model_lacks(tmp_path):
+    """Names the model does not know are logged; a detect naming none it knows is answered with an error
+    (the client would otherwise wait for words that can never come), and the connection stays usable."""
+    uri = f"unix://{tmp_path / 'kws.sock'}"
+    server = _start_server(uri)
+    pcm = _pcm(_recording(["yes"]), RATE, 1)
+    try:
+        answers = asyncio.run(_stream(uri, pcm, RATE, 1, names=["hey_jarvis"]))
+        errors = [e for e in answers if e.type == "error"]
+        assert len(errors) == 1 and errors[0].data["code"] == "unknown-name"
+        assert "hey_jarvis" in errors[0].data["text"] and "yes" in errors[0].data["text"]
+        assert _names(answers) == [] and answers[-1].type == "not-detected"
+        mixed = asyncio.run(_stream(uri, pcm, RATE, 1, names=["yes", "hey_jarvis"]))
+        assert _names(mixed) == ["yes"] and not [e for e in mixed if e.type == "error"]
+    finally:
+        err = _stop_server(server)
+    assert err.count("asked to detect hey_jarvis, which this model does not know") == 2, err
+
+
+def test_speeds_and_debug(tmp_path):
+    """--speeds 1 hears the stream once (the cheapest, for a Pi 3); --debug logs a line per client, per
+    utterance and per event."""
+    uri = f"unix://{tmp_path / 'kws.sock'}"
+    server = _start_server(uri, "--speeds", "1", "--debug")
+    try:
+        assert _names(asyncio.run(_stream(uri, _pcm(_recording(["go"]), RATE, 1), RATE, 1))) == ["go"]
+    finally:
+        err = _stop_server(server)
+    assert "heard at speeds 1;" in err
+    for says in ("client local connected", "client local: audio at 16000 Hz", "client local: detection go (score 0.",
+                 "s of audio, 1 event(s)", "client local disconnected"):
+        assert says in err, (says, err)
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags, says", [(["--threshold", "1.5"], "--threshold: '1.5' is not a score in (0, 1]"),
+                                         (["--speeds", "0.5,1"], "from 0.8 to 1.25"),
+                                         (["--speeds", "fast"], "not 'fast'")])
+def test_bad_detection_flags_are_one_line_errors(tmp_path, flags, says):
+    result = subprocess.run([sys.executable, "-m", "edge.serve", "--uri", f"unix://{tmp_path / 's.sock'}", *flags],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("edge.serve: error:") and says in result.stderr
