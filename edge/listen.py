@@ -138,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("MQTT", "publish every event to a broker as well (see edge/mqtt.py for topics)")
-    group.add_argument("--mqtt-url", metavar="URL", default=None, help="the broker, e.g. mqtt://localhost:1883")
+    group.add_argument("--mqtt-url", metavar="URL", default=None,
+                       help="the broker, mqtt://HOST[:PORT] or mqtts://HOST[:PORT] for TLS, e.g. mqtt://localhost:1883; "
+                            "events wait (up to 1000) while it is away, and any never delivered are counted at the "
+                            "end (default: no MQTT)")
     group.add_argument("--mqtt-topic", metavar="PREFIX", default="kws",
                        help="topic prefix: events go to PREFIX/NAME/detection (default: %(default)s)")
     group.add_argument("--mqtt-credentials", metavar="FILE", type=Path, default=None,
@@ -147,7 +150,8 @@ def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--mqtt-ca", metavar="FILE", type=Path, default=None,
                        help="with mqtts://: the CA certificate (PEM) that signed the broker's, for a private CA "
                             "(default: the system's CAs)")
-    group.add_argument("--name", default=None, help="this listener's name in topics and events (default: the host name)")
+    group.add_argument("--name", default=None,
+                       help="this listener's name in topics and events, without + # or NUL (default: the host name)")
 
 
 def mqtt_publisher(args):
@@ -156,7 +160,9 @@ def mqtt_publisher(args):
         return None
     from edge.mqtt import MqttPublisher
 
-    return MqttPublisher(args.mqtt_url, args.mqtt_topic, args.name, args.mqtt_credentials, args.mqtt_ca)
+    publisher = MqttPublisher(args.mqtt_url, args.mqtt_topic, args.name, args.mqtt_credentials, args.mqtt_ca)
+    publisher.wait_for_broker()  # a broker that is away is said before the first event
+    return publisher
 
 
 def _device(value: str | None) -> int | str | None:

@@ -8,8 +8,12 @@ Topics, under a prefix (default "kws") and this listener's name (default: the ho
 
 Publishing never blocks listening: paho's own thread talks to the broker and reconnects with growing
 pauses (1 s to 60 s) after the broker goes away; events from while it was away (up to QUEUE of them) are
-sent once it is back. The first failed connection is logged with its reason (TLS, refused, unreachable),
-later ones every ten minutes at most. Credentials come from KWS_MQTT_USERNAME / KWS_MQTT_PASSWORD or a
+sent once it is back. No event is lost without a word: the start waits up to START_S for the first
+connection, so a wrong address or a broker that is down is a warning before the first event; the first
+failed connection is logged with its reason (TLS, refused, unreachable), later ones every ten minutes at
+most; a reconnection says how many events waited for it; and at the end, events that never reached the
+broker (it was away, or the queue was full) are counted in one warning. The program's exit code stays 0:
+listening itself went well, and the events are on stdout too. Credentials come from KWS_MQTT_USERNAME / KWS_MQTT_PASSWORD or a
 file, never from the command line (where every user on the machine could read them in the process list),
 and no message ever shows the password.
 """
@@ -24,6 +28,7 @@ import ssl
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -36,6 +41,7 @@ RECONNECT_S = (1, 60)
 KEEPALIVE_S = 30
 QUEUE = 1000  # events kept while the broker is away; beyond, new ones are dropped (and that is logged)
 RETRY_LOG_S = 600  # after the first failed connection is logged, how often the next failures are
+START_S = 3.0  # how long the start waits for the first connection attempt to succeed or fail
 NOT_IN_TOPICS = {"+": "+", "#": "#", "\0": "NUL"}  # MQTT's wildcards, and the end of a string in C brokers
 
 
@@ -102,6 +108,14 @@ def _why(error: BaseException | None, port: int, tls: bool) -> str:
     return f"{type(error).__name__}: {error}" if error else "unknown reason"
 
 
+def _sent(info) -> bool:
+    """Whether the broker acknowledged this message; True where it was never queued (nothing to wait for)."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):  # published while the connection was away: the last will speaks instead
+        return True
+
+
 class MqttPublisher:
     """Connects in the background and publishes events; `close()` says goodbye ("offline")."""
 
@@ -118,7 +132,15 @@ class MqttPublisher:
         base = f"{prefix.strip('/')}/{self.device}"
         self.detection_topic, self.availability_topic = f"{base}/detection", f"{base}/availability"
         self._where, self._port, self._tls_on = f"{host}:{port}", port, scheme == "mqtts"
-        self._connected, self._failures = False, 0
+        self._connected, self._failures, self._why = False, 0, "no connection was made"
+        self._first_attempt = threading.Event()  # set once the first connection succeeded or failed
+        # Events handed to paho and not yet acknowledged by the broker (mids), and acknowledgements that came
+        # before their publish() returned: paho calls on_publish under its own lock, so ours is never held
+        # around client.publish()
+        self._lock = threading.Lock()
+        self._unacknowledged: set[int] = set()
+        self._acknowledged_early: set[int] = set()
+        self._events, self._lost = 0, 0  # events published; dropped at once (queue full, errors)
         self._retries, self._dropped = Throttled(log, RETRY_LOG_S), Throttled(log)
         self._queue_full = mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"kws-edge-{self.device}-{os.getpid()}")
@@ -132,6 +154,7 @@ class MqttPublisher:
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
         self._client.connect_async(host, port, keepalive=KEEPALIVE_S)
         self._client.loop_start()
 
@@ -150,8 +173,17 @@ class MqttPublisher:
 
     def _failed(self, reason: str) -> None:
         """A connection attempt failed: the first is logged at once, later ones every RETRY_LOG_S at most."""
-        self._failures += 1
-        self._retries.warn(f"MQTT: cannot connect to {self._where}: {reason}; retrying in the background")
+        self._failures, self._why = self._failures + 1, reason
+        self._retries.warn(f"MQTT: cannot connect to {self._where}: {reason}; retrying in the background, "
+                           f"events wait for it (up to {QUEUE})")
+        self._first_attempt.set()
+
+    def wait_for_broker(self, timeout_s: float = START_S) -> None:
+        """Wait (at most `timeout_s`) until the first connection attempt has succeeded or failed, so that a
+        broker that is away is said before listening starts."""
+        if not self._first_attempt.wait(timeout_s):
+            log.warning("MQTT: no answer from %s after %g s; still trying in the background, events wait for it "
+                        "(up to %d)", self._where, timeout_s, QUEUE)
 
     def _on_connect_fail(self, client, userdata) -> None:
         # paho calls this from inside its `except OSError:`, so the error is still at hand
@@ -162,8 +194,12 @@ class MqttPublisher:
             self._failed(f"the broker refused the connection ({reason_code}); check the credentials")
             return
         if self._failures:
-            log.warning("MQTT: connected to %s after %d failed attempt(s)", self._where, self._failures)
+            with self._lock:
+                waiting = len(self._unacknowledged)
+            log.warning("MQTT: connected to %s after %d failed attempt(s); sending the %d event(s) that waited",
+                        self._where, self._failures, waiting)
         self._connected, self._failures = True, 0
+        self._first_attempt.set()
         log.info("MQTT connected; publishing to %s", self.detection_topic)
         client.publish(self.availability_topic, "online", qos=1, retain=True)
 
@@ -172,34 +208,58 @@ class MqttPublisher:
             self._failed(f"the broker closed the connection before accepting it ({reason_code}); "
                          "if it is a TLS port, use mqtts://")
         elif reason_code.value != 0:
-            log.warning("MQTT broker connection lost (%s); reconnecting in the background", reason_code)
+            self._why = f"the connection was lost ({reason_code})"
+            log.warning("MQTT broker connection lost (%s); reconnecting in the background, events wait for it "
+                        "(up to %d)", reason_code, QUEUE)
         self._connected = False
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            if mid in self._unacknowledged:
+                self._unacknowledged.discard(mid)
+            else:  # an availability message, or an event whose publish() has not returned yet
+                self._acknowledged_early.add(mid)
 
     def publish(self, detection: Detection, **extra) -> None:
         """Queue the event for the broker; never raises (a broker problem is not the caller's)."""
+        self._events += 1
         try:
             info = self._client.publish(self.detection_topic,
                                         json.dumps(detection.to_dict(device=self.device, **extra)), qos=1)
         except (ValueError, RuntimeError, OSError) as error:
+            self._lost += 1
             self._dropped.warn(f"MQTT: an event was not published ({error})")
             return
         if info.rc == self._queue_full:
+            self._lost += 1
             self._dropped.warn(f"MQTT: {QUEUE} events are waiting for the broker already; this one was dropped")
+            return
+        with self._lock:  # queued by paho (sent now, or once the broker is back)
+            if info.mid in self._acknowledged_early:
+                self._acknowledged_early.discard(info.mid)
+            else:
+                self._unacknowledged.add(info.mid)
 
-    def close(self, timeout_s: float = 2.0) -> None:
-        """Says "offline" and disconnects, waiting at most `timeout_s` for each while connected; not at all
-        when the broker is away (it fired our last will when the connection dropped, and there is nothing
-        to send)."""
-        connected = self._connected
+    def close(self, timeout_s: float = 2.0) -> int:
+        """Says "offline" and disconnects. Waits at most `timeout_s` for the first connection attempt (a
+        short run may end before it), and while connected at most `timeout_s` more for the events and the
+        goodbye to be acknowledged; not at all when the broker is away (it fired our last will when the
+        connection dropped). Returns how many events never reached the broker, and says so."""
+        self._first_attempt.wait(timeout_s)
         info = self._client.publish(self.availability_topic, "offline", qos=1, retain=True)
-        if connected:
-            try:
-                info.wait_for_publish(timeout_s)
-            except (RuntimeError, ValueError):  # the connection dropped just now: the last will says it
-                pass
+        deadline = time.monotonic() + timeout_s
+        while self._connected and time.monotonic() < deadline and (self._unacknowledged or not _sent(info)):
+            time.sleep(0.01)
+        connected = self._connected
+        with self._lock:
+            lost = self._lost + len(self._unacknowledged)
+        if lost:
+            log.warning("MQTT: %d of %d event(s) never reached the broker at %s (%s)", lost, self._events,
+                        self._where, self._why if not connected else "it did not acknowledge them in time")
         self._client.disconnect()
         # paho's thread notices the stop only between sleeps of up to 1 s while it waits to reconnect; it is a
         # daemon thread and ends by itself soon after
         stopping = threading.Thread(target=self._client.loop_stop, daemon=True)
         stopping.start()
         stopping.join(timeout_s if connected else 0)
+        return lost

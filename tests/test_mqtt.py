@@ -53,10 +53,13 @@ class Broker:
     """mosquitto on 127.0.0.1 only, with a config of our own; `restart()` stops and starts it on the same port.
     With `tls` (from _private_ca), a second listener on `tls_port` speaks TLS with that certificate."""
 
-    def __init__(self, folder: Path, users: dict[str, str] | None = None, tls: dict[str, Path] | None = None):
+    def __init__(self, folder: Path, users: dict[str, str] | None = None, tls: dict[str, Path] | None = None,
+                 persistent: bool = False):
+        """`persistent`: sessions (subscriptions, messages queued for them) survive a restart."""
         self.port = _free_port()
         # as root, mosquitto would switch to the user "mosquitto", who cannot read our temporary folder
-        config = [f"listener {self.port} 127.0.0.1", "persistence false", f"user {getpass.getuser()}"]
+        config = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}"]
+        config += ["persistence true", f"persistence_location {folder}/"] if persistent else ["persistence false"]
         if tls:
             self.tls_port = _free_port()
             config += [f"listener {self.tls_port} 127.0.0.1", f"cafile {tls['ca']}", f"certfile {tls['cert']}",
@@ -102,10 +105,14 @@ class Broker:
 class Subscriber:
     """Collects every message under kws/ (retained ones too), re-subscribing after a broker restart."""
 
-    def __init__(self, broker: Broker, username: str | None = None, password: str | None = None):
+    def __init__(self, broker: Broker, username: str | None = None, password: str | None = None,
+                 session: str | None = None):
+        """`session`: a client id whose session the broker keeps, so that messages published while this
+        subscriber is away (a broker restart) wait for it."""
         self.messages: list[tuple[str, str, bool]] = []
         self._lock = threading.RLock()
-        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=session or "",
+                                   clean_session=session is None)
         if username:
             self._client.username_pw_set(username, password)
         self._client.on_connect = lambda client, *args: client.subscribe("kws/#", qos=1)
@@ -366,3 +373,85 @@ def test_edge_serve_stops_at_once_when_its_broker_is_away(tmp_path):
     assert code == 0 and seconds < 1.0
     assert any("cannot connect" in line and "refused" in line for line in server.log), server.log
     assert not (tmp_path / "kws.sock").exists()
+
+
+def _lines(text: bytes, says: bytes) -> list[bytes]:
+    return [line for line in text.splitlines() if says in line]
+
+
+def test_events_that_never_reach_a_broker_are_counted(tmp_path):
+    """A typo in the port: said before the first event, and at the end how many events were lost."""
+    port = _free_port()  # nothing listens there
+    listener = _listen("--wav", str(_words_wav(tmp_path)), "--mqtt-url", f"mqtt://127.0.0.1:{port}")
+    out, err = listener.communicate(timeout=120)
+    assert listener.returncode == 0 and b'"left"' in out  # the events are on stdout all the same
+    lines = err.splitlines()
+    (warning,) = [i for i, line in enumerate(lines) if b"cannot connect" in line]
+    (summary,) = [i for i, line in enumerate(lines) if b"s of audio processed" in line]
+    (lost,) = _lines(err, b"never reached the broker")
+    assert warning < summary and f"1 of 1 event(s) never reached the broker at 127.0.0.1:{port}".encode() in lost
+    assert b"refused" in lost
+
+
+def _persistent_broker_and_subscriber(tmp_path) -> tuple[Broker, Subscriber]:
+    """A broker that keeps a subscriber's session across restarts: what it misses while away waits for it."""
+    broker = Broker(tmp_path, persistent=True)
+    subscriber = Subscriber(broker, session="kws-test-subscriber")
+    from paho.mqtt import publish
+
+    for _ in range(50):  # subscribed once a message of its own comes back
+        publish.single("kws/probe", "here", qos=1, hostname="127.0.0.1", port=broker.port)
+        try:
+            subscriber.wait_for(lambda m: m[0] == "kws/probe", 0.2)
+            return broker, subscriber
+        except AssertionError:
+            continue
+    raise AssertionError("the subscriber never subscribed")
+
+
+def test_a_broker_that_starts_late_gets_the_events_that_waited_for_it(tmp_path):
+    broker, subscriber = _persistent_broker_and_subscriber(tmp_path)
+    broker.stop()
+    listener = _listen("--stdin", "--mqtt-url", broker.url, stdin=subprocess.PIPE)
+    try:
+        listener.stdin.write(_pcm(["yes"]))
+        listener.stdin.flush()
+        time.sleep(2)  # heard and published while no broker listens
+        broker.start()
+        subscriber.wait_for(lambda m: m[0].endswith("/detection") and json.loads(m[1])["label"] == "yes", 90)
+        out, err = listener.communicate(input=_pcm(["no"]), timeout=120)
+        assert listener.returncode == 0, err
+        subscriber.wait_for(lambda m: m[0].endswith("/detection") and json.loads(m[1])["label"] == "no", 30)
+        assert [e["label"] for e in subscriber.detections()] == ["yes", "no"]
+        assert _lines(err, b"cannot connect") and _lines(err, b"sending the 1 event(s) that waited")
+        assert not _lines(err, b"never reached")
+    finally:
+        listener.kill()
+        subscriber.close()
+        broker.stop()
+
+
+def test_events_published_while_the_broker_is_away_are_sent_when_it_is_back(tmp_path):
+    broker, subscriber = _persistent_broker_and_subscriber(tmp_path)
+    listener = _listen("--stdin", "--mqtt-url", broker.url, stdin=subprocess.PIPE)
+    try:
+        subscriber.wait_for(lambda m: m[0] == "kws/testbox/availability" and m[1] == "online")
+        listener.stdin.write(_pcm(["yes"]))
+        listener.stdin.flush()
+        subscriber.wait_for(lambda m: m[0].endswith("/detection"))
+        broker.stop()
+        listener.stdin.write(_pcm(["no", "up"]))  # heard while the broker is away
+        listener.stdin.flush()
+        time.sleep(3)
+        broker.start()
+        subscriber.wait_for(lambda m: m[0].endswith("/detection") and json.loads(m[1])["label"] == "up", 90)
+        out, err = listener.communicate(timeout=120)
+        assert listener.returncode == 0, err
+        assert [e["label"] for e in map(json.loads, out.decode().splitlines())] == ["yes", "no", "up"]
+        assert [e["label"] for e in subscriber.detections()] == ["yes", "no", "up"]
+        assert _lines(err, b"connection lost") and _lines(err, b"sending the 2 event(s) that waited")
+        assert not _lines(err, b"never reached")
+    finally:
+        listener.kill()
+        subscriber.close()
+        broker.stop()
