@@ -12,6 +12,7 @@ from kws.config import (
     AugmentConfig,
     Config,
     DataConfig,
+    ExportDefaults,
     FeatureConfig,
     ModelConfig,
     TrainConfig,
@@ -102,27 +103,68 @@ def _add_eval(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="where to write the report (default: next to the checkpoint)")
 
 
+_EXPORTED = ExportDefaults()
+# export flag -> what it sets, for the flags whose default is the recommended setting (kws.config.ExportDefaults)
+_EXPORT_SETTINGS = {
+    "threshold": "score in (0, 1] a keyword's smoothed score must reach",
+    "average_ms": "ms of scores averaged into the smoothed score, more than 0",
+    "suppression_ms": "ms after an event in which no other fires, 0 or more",
+    "peak_ms": "ms an event may wait for its score's peak, which it reports as its score; 0: reported at the "
+               "crossing",
+    "sustained_ms": "also fire on a keyword whose score averages --sustained-threshold over this many ms; 0: off",
+    "sustained_threshold": "score in (0, 1] the --sustained-ms rule needs",
+    "speeds": "speeds edge.listen hears the stream at, from 0.8 to 1.25 with 1 among them, averaging the scores, "
+              "e.g. 1,0.95,1.05: fewer false alarms for one more model pass per speed",
+    "stream_steps": "LSTM steps per streaming call, 1 or more; a step is frame-stack x 10 ms (20 ms for the "
+                    "shipped model)",
+}
+
+
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="write the ONNX window and streaming models, verified against PyTorch")
-    p.add_argument("--checkpoint", required=True, type=Path)
+    p = sub.add_parser("export", help="write the ONNX window and streaming models, verified against PyTorch",
+                       description="Export a checkpoint as the ONNX window model and its streaming twin (MFCC "
+                       "and LSTM in one graph, labels and settings in the metadata), verify both against PyTorch "
+                       "on validation clips, and only then put them in place. Detection settings not given as "
+                       "flags are the recommended ones (kws.config.ExportDefaults); the command prints what it "
+                       "stored.")
+    p.add_argument("--checkpoint", required=True, type=Path,
+                   help="a .pt checkpoint from kws train (best.pt) or kws combine")
     p.add_argument("--out", required=True, type=Path, help="window model path, e.g. models/kws.onnx; the "
                    "streaming model goes beside it as NAME.stream.onnx")
     p.add_argument("--data", required=True, type=Path, help="data folder whose validation clips verify the export")
-    p.add_argument("--int8", action="store_true", help="also write dynamically quantized NAME.int8.onnx copies")
+    p.add_argument("--int8", action="store_true", help="also write dynamically quantized NAME.int8.onnx copies "
+                   "(default: float only)")
     p.add_argument("--force", action="store_true", help="replace model files already in the --out folder "
                    "(without it, export refuses, so that a shipped model is not overwritten by accident)")
-    p.add_argument("--verify-clips", type=int, default=400, help="clips compared with PyTorch (default: %(default)s)")
-    p.add_argument("--stream-steps", type=int, default=1, help="LSTM steps per streaming call; a step is frame-stack x 10 ms "
-                   "(20 ms for the shipped model) (default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=0.8, help="detection threshold stored for edge.listen (default: %(default)s)")
-    p.add_argument("--average-ms", type=float, default=200.0, help="score smoothing window stored for edge.listen (default: %(default)s)")
-    p.add_argument("--suppression-ms", type=float, default=1500.0, help="minimum time between two events (default: %(default)s)")
-    p.add_argument("--sustained-ms", type=float, default=0.0, help="also fire on a keyword whose score averages "
-                   "--sustained-threshold over this long; 0: off (default: %(default)s)")
-    p.add_argument("--sustained-threshold", type=float, default=0.65, help="(default: %(default)s)")
-    p.add_argument("--speeds", type=_speeds, default=(1.0,), metavar="LIST",
-                   help="speeds edge.listen hears the stream at, averaging the scores, e.g. 1,0.95,1.05: fewer "
-                        "false alarms for one more model pass per speed (default: 1)")
+    p.add_argument("--verify-clips", type=int, default=400, metavar="N",
+                   help="validation clips compared with PyTorch, 1 or more (default: %(default)s)")
+    for flag, text in _EXPORT_SETTINGS.items():
+        value = getattr(_EXPORTED, flag)
+        shown = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+        kind = {"speeds": _speeds, "stream_steps": int}.get(flag, float)
+        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None,
+                       metavar="LIST" if flag == "speeds" else None,
+                       help=f"{text}; stored for edge.listen and edge.serve (default: the recommended {shown})")
+
+
+def _export_settings(args) -> tuple[dict, tuple[float, ...], int, str]:
+    """(detection settings, speeds, stream steps, a line saying what was stored): each setting from its flag,
+    or else the recommended one."""
+    chosen = {flag: getattr(args, flag) if getattr(args, flag) is not None else getattr(_EXPORTED, flag)
+              for flag in _EXPORT_SETTINGS}
+    if chosen["stream_steps"] < 1:
+        raise KwsError("--stream-steps must be at least 1")
+    detection = dataclasses.asdict(_detector_settings(
+        **{k: v for k, v in chosen.items() if k not in ("speeds", "stream_steps")}))
+    given = [f"--{flag.replace('_', '-')}" for flag in _EXPORT_SETTINGS if getattr(args, flag) is not None]
+    stored = (f"stored: threshold {chosen['threshold']:g} on a {chosen['average_ms']:g} ms average, events "
+              f"{chosen['suppression_ms']:g} ms apart, reported at their peak within {chosen['peak_ms']:g} ms"
+              + (f", or {chosen['sustained_threshold']:g} on {chosen['sustained_ms']:g} ms" if chosen["sustained_ms"]
+                 else "")
+              + f"; speeds {','.join(f'{v:g}' for v in chosen['speeds'])}; {chosen['stream_steps']} step(s) per "
+              f"streaming call (" + (f"from {', '.join(given)}; the rest " if given else "")
+              + "recommended, kws.config.ExportDefaults)")
+    return detection, chosen["speeds"], chosen["stream_steps"], stored
 
 
 def _speeds(text: str) -> tuple[float, ...]:
@@ -276,14 +318,13 @@ def _run(args) -> int:
     if args.command == "export":
         from kws.export import export_checkpoint
 
-        if args.stream_steps < 1 or args.verify_clips < 1:
-            raise KwsError("--stream-steps and --verify-clips must be at least 1")
-        detection = dataclasses.asdict(_detector_settings(
-            threshold=args.threshold, average_ms=args.average_ms, suppression_ms=args.suppression_ms,
-            sustained_ms=args.sustained_ms, sustained_threshold=args.sustained_threshold))
+        if args.verify_clips < 1:
+            raise KwsError("--verify-clips must be at least 1")
+        detection, speeds, stream_steps, stored = _export_settings(args)
         report = export_checkpoint(args.checkpoint, args.out, args.data, args.int8, args.verify_clips,
-                                   args.stream_steps, detection, overwrite=args.force, speeds=args.speeds)
+                                   stream_steps, detection, overwrite=args.force, speeds=speeds)
         print(report.summary())
+        print(stored)
         return 0
     if args.command == "eval-stream":
         return _eval_stream(args)

@@ -283,3 +283,19 @@ _SECTIONS = {
     "model": ModelConfig,
     "train": TrainConfig,
 }
+
+
+@dataclass(frozen=True)
+class ExportDefaults:
+    """What `kws export` stores in a model for each detection setting not given as a flag: the settings
+    recommended for the shipped recipe, chosen on long validation audio (models/MODEL_CARD.md). This is the
+    one place to change them; `kws export` prints what it stored and where each value came from."""
+
+    threshold: float = 0.65
+    average_ms: float = 700.0
+    suppression_ms: float = 1000.0
+    sustained_ms: float = 0.0  # the slower rule: off
+    sustained_threshold: float = 0.65
+    peak_ms: float = 300.0
+    speeds: tuple[float, ...] = (1.0, 0.9, 0.95, 1.05, 1.1)
+    stream_steps: int = 1

@@ -116,6 +116,43 @@ def test_export_refuses_to_replace_a_model_without_force(tiny_export, tiny_data,
     assert Recognizer.from_onnx(shipped / "kws.onnx").speeds == (1.0, 0.9, 1.1)
 
 
+def test_export_stores_the_recommended_detection_settings_unless_told_and_says_which(tiny_export, tiny_data,
+                                                                                   tmp_path, capsys, monkeypatch):
+    """No detection flag: the model gets kws.config.ExportDefaults (one place to change them), and the
+    command says what it stored; a flag changes its own setting only."""
+    import kws.cli
+    from kws.config import ExportDefaults
+
+    _, checkpoint = tiny_export
+    recommended = ExportDefaults()
+    base = ["export", "--checkpoint", str(checkpoint), "--data", str(tiny_data), "--verify-clips", "4"]
+    assert main([*base, "--out", str(tmp_path / "plain" / "kws.onnx")]) == 0
+    meta = _meta(tmp_path / "plain" / "kws.onnx")
+    detection = json.loads(meta["detection"])
+    assert {k: detection[k] for k in ("threshold", "average_ms", "suppression_ms", "peak_ms", "sustained_ms",
+                                      "sustained_threshold")} == {
+        "threshold": recommended.threshold, "average_ms": recommended.average_ms,
+        "suppression_ms": recommended.suppression_ms, "peak_ms": recommended.peak_ms,
+        "sustained_ms": recommended.sustained_ms, "sustained_threshold": recommended.sustained_threshold}
+    assert tuple(json.loads(meta["speeds"])) == recommended.speeds
+    assert json.loads(meta["stream"])["steps"] == recommended.stream_steps
+    (stored,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stored:")]
+    assert f"threshold {recommended.threshold:g} on a {recommended.average_ms:g} ms average" in stored
+    assert "(recommended, kws.config.ExportDefaults)" in stored
+
+    assert main([*base, "--out", str(tmp_path / "told" / "kws.onnx"), "--threshold", "0.7", "--speeds", "1"]) == 0
+    told = _meta(tmp_path / "told" / "kws.onnx")
+    assert json.loads(told["detection"])["threshold"] == 0.7 and json.loads(told["speeds"]) == [1.0]
+    assert json.loads(told["detection"])["average_ms"] == recommended.average_ms
+    (stored,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stored:")]
+    assert "threshold 0.7 " in stored and "from --threshold, --speeds; the rest recommended" in stored
+
+    monkeypatch.setattr(kws.cli, "_EXPORTED", ExportDefaults(threshold=0.55, speeds=(1.0, 0.95)))
+    assert main([*base, "--out", str(tmp_path / "changed" / "kws.onnx")]) == 0
+    changed = _meta(tmp_path / "changed" / "kws.onnx")
+    assert json.loads(changed["detection"])["threshold"] == 0.55 and json.loads(changed["speeds"]) == [1.0, 0.95]
+
+
 def test_export_bad_paths(tiny_export, tiny_data, tmp_path, capsys):
     _, checkpoint = tiny_export
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.txt"),
