@@ -59,6 +59,56 @@ _OVERRIDES = {
     "mixup_alpha": ("train", "mixup_alpha", float),
 }
 _DEFAULTS = {"features": FeatureConfig(), "train": TrainConfig(), "model": ModelConfig(), "data": DataConfig(), "augment": AugmentConfig()}
+# flag -> what it does and the values it takes, for `kws train --help` (the default is added from the config)
+_HELP = {
+    "epochs": "passes over the training data, 1 or more",
+    "batch_size": "clips per training step, 1 or more",
+    "learning_rate": "AdamW's rate after a linear warm-up, falling to zero on a cosine, above 0",
+    "seed": "seed of the weights, batches and augmentation: the same seed and data give the same run",
+    "label_smoothing": "share of each target spread over the other labels, 0 to 1",
+    "sequence_ms": "train on stretches of this many ms holding several clips, with a target at every step; "
+                   "0: on single aligned clips",
+    "hidden_size": "LSTM units per layer, 1 or more",
+    "layers": "LSTM layers, 1 or more (1 or 2 stay compact)",
+    "dropout": "dropout between the LSTM layers and before the head, 0 to 1",
+    "frame_stack": "10 ms feature frames the LSTM reads per step, 1 or more (a step of 2: 20 ms)",
+    "n_mfcc": "MFCC coefficients per frame, 1 to 40 (the mel bands)",
+    "front_end": "features: 'mfcc' (cepstral coefficients) or 'log-mel' (the 40 log-mel bands themselves)",
+    "conv_channels": "more than 0: two causal convolutions of this many channels before the LSTM, in place of "
+                     "stacking frames; 0: none",
+    "speed_change": "speaking rate changed at random by up to this share either way, 0 to 1 (0.1: 10 percent)",
+    "context_ms": "training windows this many ms longer than a clip, the clip at a random place inside; 0: the "
+                  "clip alone",
+    "level_db": "each clip made up to this many dB quieter (speakers near and far), 0 or more",
+    "noise_gain_max": "background noise mixed in at an amplitude gain of up to this, 0 or more",
+    "reverb_probability": "share of training clips heard through a simulated room, 0 to 1",
+    "eq_probability": "share of training clips heard through a random microphone response, 0 to 1",
+    "mel_masks": "SpecAugment masks on the log-mel bands before the cepstrum, per clip, 0 or more",
+    "mel_mask_bands": "widest such mask, in mel bands, 0 or more",
+    "vocal_tract_warp": "each clip's spectrum stretched by a random factor in 1 +- this (VTLP), 0 to below 0.5",
+    "speech_noise_probability": "share of training clips with other speech (--negatives) underneath, 0 to 1",
+    "speech_noise_gain_max": "amplitude gain of that speech, up to this, 0 or more",
+    "speech_noise_on": "which clips get that speech: 'all', or only 'negatives' (_silence_ and _unknown_; clip "
+                       "training only)",
+    "unknown_percent": "_unknown_ clips per epoch, in percent of the keyword clips, 0 or more",
+    "silence_percent": "_silence_ clips per epoch, in percent of the keyword clips, 0 or more",
+    "unknown_weighting": "how _unknown_ clips are drawn: 'clip' (every clip alike) or 'source' (each source of "
+                         "other speech, and the data's own other words, an equal share)",
+    "hard_negative_boost": "with --init-from: an _unknown_ clip the starting model takes for a keyword with "
+                           "probability p is drawn 1 + this x p times as often, 0 or more; 0: off",
+    "keyword_speakers_percent": "train on the commands of this share of the training speakers, above 0 to 100 "
+                                "(a learning curve)",
+    "on_off_fold": "hold out fold K (0, 1 or 2) of the speakers who said 'on' and 'off' in the other speech "
+                   "(none of their clips trained on) and measure on/off on them; -1: no folds",
+    "select_by": "which epoch becomes best.pt: 'accuracy' on the validation clips, 'open-set' (the mean of that "
+                 "and the validation other speech rejected; needs --negatives) or 'stream' (a 20-minute "
+                 "validation stream at the shipped detection settings)",
+    "speech_gaps": "with --sequence-ms and --negatives: share of the gaps between clips that hold real speech, 0 to 1",
+    "distill_weight": "with --teacher: weight of the divergence from the teacher's per-step scores, 0 or more; 0: off",
+    "distill_temperature": "temperature of that divergence, above 0",
+    "mixup_alpha": "clip training: mix each clip with another of its batch, weights drawn from Beta(alpha, "
+                   "alpha), the target the same mix, 0 or more; 0: off",
+}
 
 
 def _keywords(text: str) -> tuple[str, ...]:
@@ -71,35 +121,40 @@ def _keywords(text: str) -> tuple[str, ...]:
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a keyword model", description="Train a KeywordLSTM on a "
                        "Speech Commands-style folder; writes best.pt, last.pt, metrics.csv/json to --out.")
-    p.add_argument("--data", required=True, type=Path, help="folder with one sub-folder per word")
-    p.add_argument("--out", required=True, type=Path, help="run folder for checkpoints and metrics")
+    p.add_argument("--data", required=True, type=Path, help="folder with one sub-folder per word, Speech Commands "
+                   "style (a _background_noise_ folder and validation/testing lists if it has them)")
+    p.add_argument("--out", required=True, type=Path, help="run folder for checkpoints and metrics, new or "
+                   "(with --resume) the run to continue")
     p.add_argument("--keywords", type=_keywords, default=None,
                    help="comma-separated words, or 'all' (default: those of the ten Speech Commands commands "
                         "yes, no, up, down, left, right, on, off, stop, go that have a folder in the data; "
                         "eight in ../shared/data/speech_commands)")
     for flag, (section, field, kind) in _OVERRIDES.items():
         default = getattr(_DEFAULTS[section], field)
-        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None, help=f"(default: {default})")
+        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None, help=f"{_HELP[flag]} (default: {default})")
     p.add_argument("--bidirectional", action="store_true", default=None,
                    help="whole-clip model that cannot stream (default: unidirectional)")
     p.add_argument("--negatives", type=Path, action="append", default=[], metavar="FOLDER",
                    help="other speech without the keywords (e.g. ../shared/data/other_speech): its training "
-                        "speakers are added as _unknown_ (repeatable)")
+                        "speakers are added as _unknown_ (repeatable; default: none)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
-                   help="start from these weights (same words and network), e.g. to fine-tune models/kws.pt")
+                   help="start from these weights (same words and network), e.g. to fine-tune models/kws.pt "
+                        "(default: random weights)")
     p.add_argument("--teacher", type=Path, default=None, metavar="CHECKPOINT",
                    help="a model (e.g. an ensemble from kws combine) whose per-step scores this run learns to "
-                        "follow, with --distill-weight; same words and features")
+                        "follow, with --distill-weight; same words and features (default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="accuracy, per-class table and confusion matrix of a checkpoint")
+    p = sub.add_parser("eval", help="accuracy, per-class table and confusion matrix of a checkpoint",
+                       description="Classify every clip of one split of a data folder with a checkpoint or an "
+                       "exported model: accuracy, a per-class table and a confusion matrix picture.")
     p.add_argument("--checkpoint", required=True, type=Path, help="a .pt checkpoint or an exported .onnx model")
-    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path, help="the data folder to classify, with the model's words")
     p.add_argument("--split", default="validation", choices=["training", "validation", "testing"],
-                   help="(default: %(default)s)")
+                   help="which clips: training, validation or testing (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="where to write the report (default: next to the checkpoint)")
 
 
@@ -189,9 +244,10 @@ def _snr(text: str) -> tuple[float, float]:
 
 def _add_stream_source(p, minutes: float, seed: int) -> None:
     p.add_argument("--model", required=True, type=Path, help="an exported window model, e.g. models/kws.onnx")
-    p.add_argument("--data", type=Path, help="build the stream from this folder's validation clips")
+    p.add_argument("--data", type=Path, help="build the stream from this folder's validation clips (default: none)")
     p.add_argument("--minutes", type=float, default=minutes, help="length of the built stream (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=seed, help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=seed, help="seed of the built stream: which clips, where, how loud "
+                   "(default: %(default)s)")
     p.add_argument("--snr-db", type=_snr, default=None, metavar="LOW,HIGH",
                    help="scale each word to a signal-to-noise ratio in this range (default: recorded levels "
                         "x0.5-1 over noise drifting in loudness)")
@@ -204,9 +260,10 @@ def _add_eval_stream(sub) -> None:
                        "truth: a seeded stream built from --data, or your own --wav with a --truth CSV "
                        "(label,start_s,end_s; other words as _unknown_).")
     _add_stream_source(p, 10.0, 0)
-    p.add_argument("--wav", type=Path, help="your own recording instead of --data")
-    p.add_argument("--truth", type=Path, help="CSV of the words in --wav: label,start_s,end_s")
-    p.add_argument("--threshold", type=float, default=None, help="one threshold for all keywords (default: the model's)")
+    p.add_argument("--wav", type=Path, help="your own recording instead of --data (default: none)")
+    p.add_argument("--truth", type=Path, help="CSV of the words in --wav: label,start_s,end_s (default: none)")
+    p.add_argument("--threshold", type=float, default=None, help="one threshold for all keywords, a score in "
+                   "(0, 1] (default: the model's)")
     p.add_argument("--window-only", action="store_true", help="score with the window model, not the stream")
     p.add_argument("--out", type=Path, default=None,
                    help="write the JSON report, a DET curve and a timeline picture here (default: print only)")
@@ -229,11 +286,13 @@ def _add_eval_open_set(sub) -> None:
                         "reported once (default: %(default)s)")
     p.add_argument("--negatives", type=Path, action="append", default=[], metavar="FILE_OR_FOLDER",
                    help="also count false alarms on this recording, or on every audio file in this folder "
-                        "(repeatable)")
+                        "(repeatable; default: none)")
     p.add_argument("--minutes", type=float, default=30.0, help="length of the stream of commands among other "
                    "speech (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    p.add_argument("--out", type=Path, default=None, help="write the JSON report into this folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stream of commands among other speech "
+                   "(default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="write the JSON report into this folder (default: "
+                   "print only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -243,7 +302,8 @@ def _add_calibrate(sub) -> None:
                        "audio without keywords (built from --data's other words and noise, or --negatives), "
                        "and write them into the model's metadata for edge.listen.")
     _add_stream_source(p, 30.0, 1)
-    p.add_argument("--negatives", type=Path, help="your own recording with no keywords in it, instead of --data")
+    p.add_argument("--negatives", type=Path, help="your own recording with no keywords in it, instead of --data "
+                   "(default: none)")
     p.add_argument("--budget", type=float, default=6.0, help="false alarms per hour, all keywords together "
                    "(default: %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="print the thresholds, leave the model as it is")
@@ -253,20 +313,24 @@ def _add_combine(sub) -> None:
     p = sub.add_parser("combine", help="one ensemble model from models trained apart",
                        description="Combine checkpoints of the same network and labels, trained with other seeds, "
                        "into one model that averages their logits at every step (export it as any other).")
-    p.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
+    p.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT",
+                   help="two or more .pt checkpoints of the same network and labels")
     p.add_argument("--out", required=True, type=Path, help="the ensemble checkpoint to write, e.g. runs/ensemble.pt")
 
 
 def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="data set tools")
-    data_sub = p.add_subparsers(dest="data_command", required=True)
-    d = data_sub.add_parser("download", help="download and extract Speech Commands v0.02 (2.3 GB)")
+    p = sub.add_parser("data", help="data set tools", description="Data set tools: `kws data download` fetches "
+                       "Speech Commands.")
+    data_sub = p.add_subparsers(dest="data_command", required=True, help="download: the only tool so far")
+    d = data_sub.add_parser("download", help="download and extract Speech Commands v0.02 (2.3 GB)",
+                            description="Download Speech Commands v0.02 (2.3 GB), check its size and checksum, "
+                            "resume a broken download, and extract it safely.")
     d.add_argument("--out", required=True, type=Path, help="folder for the archive and the extracted data")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kws", description="Train and evaluate compact LSTM keyword spotters.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do; kws COMMAND --help for its options")
     _add_train(sub)
     _add_eval(sub)
     _add_export(sub)

@@ -122,3 +122,53 @@ def test_help_shows_defaults(capsys):
         main(["train", "--help"])
     assert exit_info.value.code == 0
     assert "(default: 60)" in capsys.readouterr().out
+
+
+def _options(parser):
+    """(command, action) for every option and argument of the parser and its subcommands, recursively."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, subparser in action.choices.items():
+                yield from ((f"{name} {command}".strip(), a) for command, a in _options(subparser))
+        elif action.dest != "help":
+            yield "", action
+
+
+def test_every_option_of_every_command_says_what_it_does_and_its_allowed_values():
+    """A line that says what the option does (not "(default: X)" alone), the allowed values of an option
+    with choices in words, and the default of every optional value."""
+    import re
+
+    from kws.cli import build_parser
+
+    parser = build_parser()
+    options = list(_options(parser))
+    assert len(options) > 80
+    for command, action in options:
+        where = (command, action.option_strings or action.dest)
+        text = re.sub(r"\(default: [^)]*\)", "", action.help or "")
+        assert len(re.findall(r"[a-zA-Z]{2,}", text)) >= 3, (where, action.help)
+        if action.choices:
+            assert all(str(choice) in action.help for choice in action.choices), (where, action.help)
+        if action.option_strings and action.nargs != 0 and not action.required:
+            assert "default" in action.help, (where, action.help)
+    for name, subparser in next(a for a in parser._actions if a.dest == "command").choices.items():
+        assert subparser.description, name
+
+
+@pytest.mark.parametrize("flag, allowed", [("--front-end", ["mfcc", "log-mel"]),
+                                           ("--select-by", ["accuracy", "open-set", "stream"]),
+                                           ("--unknown-weighting", ["clip", "source"]),
+                                           ("--speech-noise-on", ["all", "negatives"])])
+def test_the_allowed_values_are_in_help_not_only_in_errors(flag, allowed, tmp_path, capsys):
+    from kws.cli import build_parser
+
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    (action,) = [a for a in train._actions if flag in a.option_strings]
+    assert all(f"'{value}'" in action.help or f" {value} " in f" {action.help} " or f"{value}:" in action.help
+               for value in allowed), action.help
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), flag, "nonsense"]) == 2
+    refusal = _error(capsys)
+    assert all(value in refusal for value in allowed)  # and the one-line refusal names them too
