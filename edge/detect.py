@@ -44,7 +44,8 @@ class Step:
 
     def to_dict(self) -> dict:
         """JSON-ready: {"time": 1.24, "scores": {"yes": 0.031, ...}}."""
-        return {"time": round(self.time_s, 3), "scores": {label: round(score, 4) for label, score in self.scores.items()}}
+        return {"time": round(self.time_s, 3),
+                "scores": {label: round(score, 4) for label, score in self.scores.items()}}
 
 
 @dataclass(frozen=True)

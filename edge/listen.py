@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("MQTT", "publish every event to a broker as well (see edge/mqtt.py for topics)")
     group.add_argument("--mqtt-url", metavar="URL", default=None,
-                       help="the broker, mqtt://HOST[:PORT] or mqtts://HOST[:PORT] for TLS, e.g. mqtt://localhost:1883; "
-                            "events wait (up to 1000) while it is away, and any never delivered are counted at the "
+                       help="the broker, mqtt://HOST[:PORT] or mqtts://HOST[:PORT] for TLS, e.g. "
+                            "mqtt://localhost:1883; events wait (up to 1000) while it is away, and any never delivered are counted at the "
                             "end (default: no MQTT)")
     group.add_argument("--mqtt-topic", metavar="PREFIX", default="kws",
                        help="topic prefix: events go to PREFIX/NAME/detection (default: %(default)s)")

@@ -6,16 +6,16 @@ Topics, under a prefix (default "kws") and this listener's name (default: the ho
     kws/NAME/availability  "online" / "offline", retained; "offline" is also the broker's last will, so it
                            is published when the process dies without saying goodbye
 
-Publishing never blocks listening: paho's own thread talks to the broker and reconnects with growing
-pauses (1 s to 60 s) after the broker goes away; events from while it was away (up to QUEUE of them) are
-sent once it is back. No event is lost without a word: the start waits up to START_S for the first
-connection, so a wrong address or a broker that is down is a warning before the first event; the first
-failed connection is logged with its reason (TLS, refused, unreachable), later ones every ten minutes at
-most; a reconnection says how many events waited for it; and at the end, events that never reached the
-broker (it was away, or the queue was full) are counted in one warning. The program's exit code stays 0:
-listening itself went well, and the events are on stdout too. Credentials come from KWS_MQTT_USERNAME / KWS_MQTT_PASSWORD or a
-file, never from the command line (where every user on the machine could read them in the process list),
-and no message ever shows the password.
+Publishing never blocks listening: paho's own thread talks to the broker and reconnects with growing pauses
+(1 s to 60 s) after the broker goes away; events from while it was away (up to QUEUE of them) are sent once it is
+back. No event is lost without a word: the start waits up to START_S for the first connection, so a wrong
+address or a broker that is down is a warning before the first event; the first failed connection is logged
+with its reason (TLS, refused, unreachable), later ones every ten minutes at most; a reconnection says how
+many events waited for it; and at the end, events that never reached the broker (it was away, or the queue was
+full) are counted in one warning. The program's exit code stays 0: listening itself went well, and the events
+are on stdout too. Credentials come from KWS_MQTT_USERNAME / KWS_MQTT_PASSWORD or a file, never from the
+command line (where every user on the machine could read them in the process list), and no message ever shows
+the password.
 """
 
 from __future__ import annotations

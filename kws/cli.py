@@ -131,7 +131,8 @@ def _add_train(sub) -> None:
                         "eight in ../shared/data/speech_commands)")
     for flag, (section, field, kind) in _OVERRIDES.items():
         default = getattr(_DEFAULTS[section], field)
-        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None, help=f"{_HELP.get(flag, '')} (default: {default})")
+        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None,
+                       help=f"{_HELP.get(flag, '')} (default: {default})")
     p.add_argument("--bidirectional", action="store_true", default=None,
                    help="whole-clip model that cannot stream (default: unidirectional)")
     p.add_argument("--negatives", type=Path, action="append", default=[], metavar="FOLDER",

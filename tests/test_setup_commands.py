@@ -51,7 +51,8 @@ def test_the_readme_set_up_works_with_and_without_sudo(tmp_path, marker, extras,
     steps = _run(readme_command(marker), tmp_path, with_sudo)
     apt = [step for step in steps if step.startswith(("apt-get", "sudo"))]
     if with_sudo:
-        assert apt[0] == "sudo apt-get update" and apt[2].startswith("sudo apt-get install -y python3-venv libportaudio2")
+        assert apt[0] == "sudo apt-get update"
+        assert apt[2].startswith("sudo apt-get install -y python3-venv libportaudio2")
     else:
         assert apt[0] == "apt-get update" and apt[1].startswith("apt-get install -y python3-venv libportaudio2")
     rest = [step for step in steps if not step.startswith(("apt-get", "sudo"))]
