@@ -598,10 +598,10 @@ async def serve(args) -> None:
             server = await asyncio.start_unix_server(service.accept, sock=unix.sock, limit=limits.frames.header_bytes)
         else:
             server = await asyncio.start_server(service.accept, where, port, limit=limits.frames.header_bytes)
-        print(f"edge.serve: Wyoming service on {args.uri} for {printable(', '.join(service.commands))}",
-              file=sys.stderr, flush=True)
         log.debug("model %s (weights %s), heard at speeds %s; %s", model, recognizer.weights_id,
                   ",".join(f"{v:g}" for v in recognizer.speeds), recognizer.settings)
+        print(f"edge.serve: Wyoming service on {args.uri} for {printable(', '.join(service.commands))}",
+              file=sys.stderr, flush=True)
         await stop.wait()
         server.close()
     finally:

@@ -250,12 +250,16 @@ def test_speeds_and_debug(tmp_path):
     """--speeds 1 hears the stream once (the cheapest, for a Pi 3); --debug logs a line per client, per
     utterance and per event."""
     uri = f"unix://{tmp_path / 'kws.sock'}"
-    server = _start_server(uri, "--speeds", "1", "--debug")
+    server = subprocess.Popen([sys.executable, "-m", "edge.serve", "--uri", uri, "--speeds", "1", "--debug"],
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    start = []
+    while "Wyoming service on" not in (line := server.stderr.readline()) and line:  # the model, then ready
+        start.append(line)
     try:
         assert _names(asyncio.run(_stream(uri, _pcm(_recording(["go"]), RATE, 1), RATE, 1))) == ["go"]
     finally:
         err = _stop_server(server)
-    assert "heard at speeds 1;" in err
+    assert any("heard at speeds 1;" in line for line in start), start
     for says in ("client local connected", "client local: audio at 16000 Hz", "client local: detection go (score 0.",
                  "s of audio, 1 event(s)", "client local disconnected"):
         assert says in err, (says, err)
