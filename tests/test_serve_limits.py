@@ -215,7 +215,9 @@ def test_memory_stays_bounded_and_settles(attacked):
         assert row.peak_rss_mb < RSS_BOUND_MB, f"{row.attack}: {row.peak_rss_mb} MB"
     assert report.final_rss_mb < report.idle_rss_mb + SETTLED_MB
     first_burst, second_burst = rows["reset_burst"], report.rows[-1]
-    assert second_burst.rss_after_mb < first_burst.rss_after_mb + 3  # nothing kept per connection
+    # nothing kept per connection: a recognizer is about 300 KB, so keeping even a twentieth of one per
+    # connection would add 15 MB over 1,000; allocator noise on a busy machine is a few MB
+    assert second_burst.rss_after_mb < first_burst.rss_after_mb + 15
 
 
 def test_refusals_are_logged_in_few_lines_never_a_traceback(attacked):
