@@ -23,17 +23,18 @@ from typing import Iterator
 
 import numpy as np
 
+from edge.cli import (
+    Parser,
+    add_model_arguments,
+    add_mqtt_arguments,
+    check_mqtt_arguments,
+    default_model,
+    mqtt_publisher,
+    printable,
+)
 from edge.detect import Detection, Step
 from edge.errors import EdgeError
 
-MODEL_NAME = "kws.onnx"
-
-
-def default_model() -> Path:
-    """The shipped model: models/ beside the package in a clone (an editable install), else where
-    `pip install .` put it (PREFIX/share/kws-edge/models)."""
-    beside = Path(__file__).resolve().parent.parent / "models" / MODEL_NAME
-    return beside if beside.is_file() else Path(sys.prefix) / "share" / "kws-edge" / "models" / MODEL_NAME
 CHUNK_MS = 100
 HOOK_WAIT_S = 2.0  # at the end, how long --on-detect programs still running may take to finish
 
@@ -43,49 +44,6 @@ log = logging.getLogger(__name__)
 
 class _Stop(Exception):
     """Raised by the SIGTERM handler to unwind like Ctrl+C does."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line, as the program's other errors are (exit code 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog.removeprefix('python -m ')}: error: {message} (see --help)\n")
-
-
-def score(text: str) -> float:
-    """An argparse type: a threshold, a score in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a score in (0, 1], e.g. 0.65")
-    return value
-
-
-def speeds(text: str) -> tuple[float, ...]:
-    """An argparse type: comma-separated speeds, checked as the runtime checks them."""
-    from edge.runtime import check_speeds
-
-    try:
-        return check_speeds(text.split(","))
-    except EdgeError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """--model, --threshold and --speeds: the same for edge.listen and edge.serve."""
-    p.add_argument("--model", type=Path, default=None,
-                   help="exported kws window model, an .onnx file; its streaming twin NAME.stream.onnx is used "
-                        "from beside it (default: the shipped models/kws.onnx)")
-    p.add_argument("--threshold", type=score, default=None, metavar="SCORE",
-                   help="score in (0, 1] needed to report a keyword at once, lower is more sensitive (default: the "
-                        "model's own thresholds, 0.65 for the shipped model; its slower rule for steadily heard "
-                        "words stays)")
-    p.add_argument("--speeds", type=speeds, default=None, metavar="LIST",
-                   help="hear the stream at these speeds, from 0.8 to 1.25 and 1 among them, and average the "
-                        "scores, e.g. 1,0.95,1.05; each speed is one more model pass, 1 alone costs least "
-                        "(default: the model's own, 1,0.9,0.95,1.05,1.1 for the shipped model)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,35 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("MQTT", "publish every event to a broker as well (see edge/mqtt.py for topics)")
-    group.add_argument("--mqtt-url", metavar="URL", default=None,
-                       help="the broker, mqtt://HOST[:PORT] or mqtts://HOST[:PORT] for TLS, e.g. "
-                            "mqtt://localhost:1883; events wait (up to 1000) while it is away, and any never delivered are counted at the "
-                            "end (default: no MQTT)")
-    group.add_argument("--mqtt-topic", metavar="PREFIX", default="kws",
-                       help="topic prefix: events go to PREFIX/NAME/detection (default: %(default)s)")
-    group.add_argument("--mqtt-credentials", metavar="FILE", type=Path, default=None,
-                       help="user name on the first line, password on the second (default: the environment's "
-                            "KWS_MQTT_USERNAME and KWS_MQTT_PASSWORD, if set)")
-    group.add_argument("--mqtt-ca", metavar="FILE", type=Path, default=None,
-                       help="with mqtts://: the CA certificate (PEM) that signed the broker's, for a private CA "
-                            "(default: the system's CAs)")
-    group.add_argument("--name", default=None,
-                       help="this listener's name in topics and events, without + # or NUL (default: the host name)")
-
-
-def mqtt_publisher(args):
-    """The MQTT publisher the arguments ask for, or None."""
-    if args.mqtt_url is None:
-        return None
-    from edge.mqtt import MqttPublisher
-
-    publisher = MqttPublisher(args.mqtt_url, args.mqtt_topic, args.name, args.mqtt_credentials, args.mqtt_ca)
-    publisher.wait_for_broker()  # a broker that is away is said before the first event
-    return publisher
-
-
 def _device(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
 
@@ -175,11 +104,6 @@ def _paced(chunks: Iterator[np.ndarray], rate: int) -> Iterator[np.ndarray]:
         sent += len(chunk)
         time.sleep(max(0.0, start + sent / rate - time.monotonic()))
         yield chunk
-
-
-def printable(text: str) -> str:
-    """Text from a model file, safe to print: control characters (terminal escapes) become '?'."""
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _emit(detection: Detection, as_json: bool) -> None:
@@ -359,6 +283,12 @@ def run(args) -> int:
         raise EdgeError("--stdin-rate and --stdin-format describe --stdin input; add --stdin")
     if args.step_scores and not args.json:
         raise EdgeError("--step-scores adds lines to the --json output; add --json")
+    source = "--wav" if args.wav is not None else "--stdin" if args.stdin else None
+    if args.device is not None and source is not None:
+        raise EdgeError(f"--device chooses a microphone; {source} reads no microphone: leave out one of the two")
+    if args.realtime and args.wav is None:
+        raise EdgeError("--realtime paces a --wav file; add --wav or leave --realtime out")
+    check_mqtt_arguments(args)
     recognizer = Recognizer.from_onnx(args.model or default_model(), threshold=args.threshold,
                                       streaming=not args.window_only, speeds=args.speeds)
     rate = recognizer.sample_rate

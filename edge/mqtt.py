@@ -42,6 +42,7 @@ KEEPALIVE_S = 30
 QUEUE = 1000  # events kept while the broker is away; beyond, new ones are dropped (and that is logged)
 RETRY_LOG_S = 600  # after the first failed connection is logged, how often the next failures are
 START_S = 3.0  # how long the start waits for the first connection attempt to succeed or fail
+TOPIC_PREFIX = "kws"  # topic prefix when none is given
 NOT_IN_TOPICS = {"+": "+", "#": "#", "\0": "NUL"}  # MQTT's wildcards, and the end of a string in C brokers
 
 
@@ -119,7 +120,7 @@ def _sent(info) -> bool:
 class MqttPublisher:
     """Connects in the background and publishes events; `close()` says goodbye ("offline")."""
 
-    def __init__(self, url: str, prefix: str = "kws", device: str | None = None,
+    def __init__(self, url: str, prefix: str = TOPIC_PREFIX, device: str | None = None,
                  credentials: Path | None = None, ca: Path | None = None):
         try:
             import paho.mqtt.client as mqtt

@@ -43,7 +43,15 @@ import numpy as np
 
 from edge.errors import EdgeError, Throttled
 from edge.framing import FrameLimits, ProtocolError, read_event
-from edge.listen import Parser, add_model_arguments, add_mqtt_arguments, default_model, mqtt_publisher, printable
+from edge.cli import (
+    Parser,
+    add_model_arguments,
+    add_mqtt_arguments,
+    check_mqtt_arguments,
+    default_model,
+    mqtt_publisher,
+    printable,
+)
 from edge.runtime import Recognizer
 from edge.sources import Resampler, pcm_to_float
 
@@ -576,6 +584,7 @@ async def serve(args) -> None:
         raise EdgeError("--socket-mode sets a unix:// socket's permissions; --uri is not one")
     if args.zeroconf and kind != "tcp":
         raise EdgeError("--zeroconf announces a tcp:// service; it cannot announce a unix socket")
+    check_mqtt_arguments(args, name_used=args.zeroconf)  # --zeroconf announces the service by --name
     limits = Limits(max_clients=args.max_clients, idle_timeout_s=args.idle_timeout, max_speed=args.max_speed)
     _check_open_files(limits.max_clients)
     if kind == "unix":

@@ -408,10 +408,22 @@ def _one_line_error(capsys, code: int) -> str:
     (["--speeds", "abc"], "not 'abc'"),
     (["--speeds", "0.5,1,2"], "from 0.8 to 1.25"),
     (["--step-scores"], "add --json"),
-], ids=["threshold-above-1", "threshold-not-a-number", "speeds-not-numbers", "speeds-too-far", "step-scores-alone"])
+    (["--device", "2"], "--device chooses a microphone; --wav reads no microphone"),
+    (["--mqtt-topic", "home"], "--mqtt-topic is for publishing to MQTT; add --mqtt-url"),
+    (["--name", "box", "--mqtt-ca", "ca.pem"], "--mqtt-ca, --name are for publishing to MQTT; add --mqtt-url"),
+], ids=["threshold-above-1", "threshold-not-a-number", "speeds-not-numbers", "speeds-too-far", "step-scores-alone",
+        "device-with-wav", "mqtt-topic-without-broker", "mqtt-flags-without-broker"])
 def test_bad_flags_are_one_line_errors_about_the_flag(model, stream_wav, capsys, flags, says):
     err = _one_line_error(capsys, main(["--model", str(model), "--wav", str(stream_wav), *flags]))
     assert says in err and "[" not in err.split("error:")[1] and str(model) not in err
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--device", "1"], "--device chooses a microphone; --stdin reads no microphone"),
+    (["--realtime"], "--realtime paces a --wav file; add --wav"),
+], ids=["device", "realtime"])
+def test_flags_that_stdin_would_ignore_are_refused(model, capsys, flags, says):
+    assert says in _one_line_error(capsys, main(["--model", str(model), "--stdin", *flags]))
 
 
 def test_the_recognizer_blames_a_bad_threshold_not_the_model(model):

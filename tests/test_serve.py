@@ -268,8 +268,11 @@ def test_speeds_and_debug(tmp_path):
 
 @pytest.mark.parametrize("flags, says", [(["--threshold", "1.5"], "--threshold: '1.5' is not a score in (0, 1]"),
                                          (["--speeds", "0.5,1"], "from 0.8 to 1.25"),
-                                         (["--speeds", "fast"], "not 'fast'")])
-def test_bad_detection_flags_are_one_line_errors(tmp_path, flags, says):
+                                         (["--speeds", "fast"], "not 'fast'"),
+                                         (["--mqtt-topic", "home"], "--mqtt-topic is for publishing to MQTT; add "
+                                                                    "--mqtt-url"),
+                                         (["--name", "box"], "--name is for publishing to MQTT; add --mqtt-url")])
+def test_bad_detection_and_mqtt_flags_are_one_line_errors(tmp_path, flags, says):
     result = subprocess.run([sys.executable, "-m", "edge.serve", "--uri", f"unix://{tmp_path / 's.sock'}", *flags],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
