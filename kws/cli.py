@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edge.errors import EdgeError
 from kws.config import (
     AugmentConfig,
     Config,
@@ -224,7 +225,6 @@ def _export_settings(args) -> tuple[dict, tuple[float, ...], int, str]:
 
 
 def _speeds(text: str) -> tuple[float, ...]:
-    from edge.errors import EdgeError
     from edge.runtime import check_speeds
 
     try:
@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return _run(args)
-    except KwsError as error:
+    except (KwsError, EdgeError) as error:  # EdgeError: what the runtime refuses, e.g. a stale streaming twin
         print(f"kws: error: {error}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:

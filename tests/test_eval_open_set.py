@@ -1,7 +1,9 @@
 """The open-set measurement on a small tone model: planted detections in negative audio are false alarms,
 planted keywords among other words are accepted, and commands among other speech are matched."""
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -92,3 +94,17 @@ def test_command_line_writes_the_report(tiny_export, tiny_data, other_speech, ne
     assert main(["eval-open-set", "--model", str(model), "--data", str(tiny_data), "--other", str(other_speech),
                  "--split", "testing"]) == 2  # no testing speakers in this folder: a clear error
     assert "no testing recordings" in capsys.readouterr().err
+
+
+def test_a_stale_streaming_twin_is_a_one_line_error(tiny_export, tiny_data, other_speech, tmp_path, capsys):
+    """The runtime's refusal (an EdgeError) ends `kws` as its own errors do: one line, exit code 2."""
+    from kws.export import update_metadata
+
+    report = tiny_export[0]
+    for path in (report.window, report.stream):
+        shutil.copy(path, tmp_path / path.name)
+    update_metadata(tmp_path / report.stream.name, lambda props: {**props, "weights_id": "0123456789ab"})
+    assert main(["eval-open-set", "--model", str(tmp_path / report.window.name), "--data", str(tiny_data),
+                 "--other", str(other_speech), "--minutes", "0.5", "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("kws: error:") and "does not belong to" in line and "export the model again" in line
