@@ -112,3 +112,13 @@ def printable(text: str) -> str:
     """Text from a model file, safe to print: control characters (terminal escapes) become '?'."""
     return "".join(c if c.isprintable() else "?" for c in text)
 
+
+def run_tool(prog: str, main, *errors: type[Exception]) -> int:
+    """Run the `main()` of a script in tools/ by the project's convention: an EdgeError, or one of `errors`
+    (a tool of the training side passes KwsError), ends it with one line on stderr and exit code 2, not a
+    traceback. Returns the exit code for sys.exit."""
+    try:
+        return main() or 0
+    except (EdgeError, *errors) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2

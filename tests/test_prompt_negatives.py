@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from asterisk_negatives import require, transcripts, without_commands  # noqa: E402
 import foreign_prompts  # noqa: E402
 from foreign_prompts import speech_only  # noqa: E402
+from kws.errors import KwsError  # noqa: E402
 
 
 def test_transcripts_read_the_first_line_behind_a_byte_order_mark(tmp_path):
@@ -32,9 +33,9 @@ def test_foreign_prompts_keep_speech_without_command_like_words():
 
 
 def test_a_missing_package_is_named(tmp_path):
-    with pytest.raises(SystemExit, match="install Debian's asterisk-core-sounds-fr first"):
-        require("foreign_prompts", {tmp_path: "asterisk-core-sounds-fr-g722",
-                                    tmp_path / "core-sounds-fr.txt.gz": "asterisk-core-sounds-fr"})
+    with pytest.raises(KwsError, match="install Debian's asterisk-core-sounds-fr first"):
+        require({tmp_path: "asterisk-core-sounds-fr-g722",
+                 tmp_path / "core-sounds-fr.txt.gz": "asterisk-core-sounds-fr"})
 
 
 def test_only_kept_prompts_with_audio_are_decoded_flat(tmp_path, monkeypatch):

@@ -19,6 +19,8 @@ import gzip
 import re
 from pathlib import Path
 
+from kws.errors import KwsError
+
 SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 
 
@@ -41,14 +43,14 @@ def transcripts(path: Path = TRANSCRIPT) -> dict[str, str]:
     return prompts
 
 
-def require(tool: str, packages: dict[Path, str]) -> None:
-    """Stop, naming the Debian package to install, where a file it brings is missing.
+def require(packages: dict[Path, str]) -> None:
+    """Refuse to go on, naming the Debian package to install, where a file it brings is missing.
 
     The audio and the transcripts come in two packages, the second only recommended by the first.
     """
     for needed, package in packages.items():
         if not needed.exists():
-            raise SystemExit(f"{tool}: {needed} is missing: install Debian's {package} first")
+            raise KwsError(f"{needed} is missing: install Debian's {package} first")
 
 
 @functools.cache
@@ -71,7 +73,7 @@ def main() -> None:
     parser.add_argument("--commands", default=",".join(COMMANDS),
                         help="words a prompt must not hold (default: %(default)s)")
     args = parser.parse_args()
-    require("asterisk_negatives", {SOUNDS: "asterisk-core-sounds-en-wav", TRANSCRIPT: "asterisk-core-sounds-en"})
+    require({SOUNDS: "asterisk-core-sounds-en-wav", TRANSCRIPT: "asterisk-core-sounds-en"})
     prompts = transcripts()
     kept = without_commands(prompts, tuple(w.strip() for w in args.commands.split(",") if w.strip()))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -88,4 +90,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from edge.cli import run_tool
+    from kws.errors import KwsError
+
+    raise SystemExit(run_tool("asterisk_negatives", main, KwsError))

@@ -178,4 +178,7 @@ def _listen_costs(model: Path, seconds: float, env: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from edge.cli import run_tool
+    from kws.errors import KwsError
+
+    raise SystemExit(run_tool("benchmark", main, KwsError))

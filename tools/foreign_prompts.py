@@ -93,8 +93,8 @@ def write_prompts(prompts: dict[str, str], voice: Path, codec: str, target: Path
 
 
 def require_voice(voice: Voice) -> None:
-    require("foreign_prompts", {SOUNDS / voice.folder: voice.package,
-                                transcript_file(voice.language): f"asterisk-core-sounds-{voice.language}"})
+    require({SOUNDS / voice.folder: voice.package,
+             transcript_file(voice.language): f"asterisk-core-sounds-{voice.language}"})
 
 
 def write_voice(voice: Voice, target: Path) -> int:
@@ -136,4 +136,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from edge.cli import run_tool
+    from kws.errors import KwsError
+
+    raise SystemExit(run_tool("foreign_prompts", main, KwsError))

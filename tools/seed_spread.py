@@ -75,4 +75,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from edge.cli import run_tool
+
+    raise SystemExit(run_tool("seed_spread", main))

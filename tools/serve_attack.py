@@ -37,6 +37,7 @@ CHUNK = RATE // 10  # 100 ms, what a satellite sends at a time
 WORDS = ["yes", "no", "up", "down", "left", "right", "stop", "go"]  # each alone is heard by the shipped model
 IDLE_TIMEOUT_S = 3.0
 MIN_WINDOW_S = 3.0  # each attack lasts at least this long, so the steady client says a word during it
+START_S = 60.0  # the longest edge.serve may take to say it listens
 SETTLE_S = 1.0  # after an attack, before its RSS "after" is read
 RSS_BOUND_MB = 150.0
 
@@ -108,19 +109,23 @@ class Server:
                                          *flags], cwd=ROOT, stderr=subprocess.PIPE, text=True,
                                         env={**os.environ, "OMP_NUM_THREADS": "1"})
         self.log: list[str] = []
-        for line in self.process.stderr:  # warnings (MQTT, say) may come before it says it listens
-            if "Wyoming service on" in line:
-                break
-            self.log.append(line.rstrip("\n"))
-        else:
-            raise RuntimeError("edge.serve did not start: " + "\n".join(self.log))
+        self._listening, self._settled = False, threading.Event()  # settled: said it listens, or ended
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()
+        if not self._settled.wait(START_S) or not self._listening:  # a hung server must not hang the caller
+            self.process.kill()
+            self.process.wait()
+            raise RuntimeError(f"edge.serve did not start within {START_S:g} s: " + "\n".join(self.log))
         self.rss = Rss(self.process.pid)
 
     def _collect(self) -> None:
-        for line in self.process.stderr:
+        for line in self.process.stderr:  # warnings (MQTT, say) may come before it says it listens
+            if not self._listening and "Wyoming service on" in line:
+                self._listening = True
+                self._settled.set()
+                continue
             self.log.append(line.rstrip("\n"))
+        self._settled.set()
 
     def stop(self, number: int = signal.SIGTERM, timeout_s: float = 30.0) -> tuple[int, float]:
         """(exit code, seconds from the signal to the exit)."""
@@ -618,4 +623,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge.cli import run_tool
+
+    raise SystemExit(run_tool("serve_attack", main))

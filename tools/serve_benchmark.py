@@ -108,4 +108,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge.cli import run_tool
+
+    raise SystemExit(run_tool("serve_benchmark", main))

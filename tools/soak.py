@@ -90,4 +90,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge.cli import run_tool
+
+    raise SystemExit(run_tool("soak", main))

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # kws, for a scrip
 from synth_negatives import Variation, sox_voice, write_at_peak
 
 from kws.config import DataConfig
+from kws.errors import KwsError
 from kws.other_speech import scan_other_speech
 
 
@@ -45,7 +46,7 @@ def make_variants(other: Path, words: tuple[str, ...], per_clip: int, seed: int,
     """Write `per_clip` variants of every training clip of `words` in `other`. Returns clips written per word."""
     recordings = [r for r in scan_other_speech(other, DataConfig()) if r.word in words and r.split == "training"]
     if not recordings:
-        raise SystemExit(f"speaker_variants: no training clips of {', '.join(words)} in {other}")
+        raise KwsError(f"no training clips of {', '.join(words)} in {other}")
     written = {word: 0 for word in words}
     for recording in recordings:
         rng = random.Random(f"{seed}/{recording.source}/{recording.word}/{recording.path.name}")
@@ -56,7 +57,7 @@ def make_variants(other: Path, words: tuple[str, ...], per_clip: int, seed: int,
             if not path.exists():  # a rerun finishes an interrupted one
                 audio = sox_voice(recording.path, voice, rate=voice.rate)
                 if not np.any(np.abs(audio) >= 1e-4):
-                    raise SystemExit(f"speaker_variants: {recording.path} is silent")
+                    raise KwsError(f"{recording.path} is silent")
                 write_at_peak(audio, voice.peak_db, path)
             written[recording.word] += 1
     return written
@@ -79,4 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge.cli import run_tool
+    from kws.errors import KwsError
+
+    raise SystemExit(run_tool("speaker_variants", main, KwsError))

@@ -141,11 +141,14 @@ def main() -> None:
                              "`dpkg-deb -x` unpacked them into, without installing them)")
     args = parser.parse_args()
     stamps, voices = args.root / STAMPS, args.root / VOICES
-    require("stamp_and_game_speech", {stamps: "tuxpaint-stamps-default", voices: "hedgewars-data"})
+    require({stamps: "tuxpaint-stamps-default", voices: "hedgewars-data"})
     link_sources(args.other, args.out)
     write_source(stamp_descriptions(stamps), args.out / "tuxpaint_descriptions")
     write_source(game_phrases(voices), args.out / "hedgewars_voices")
 
 
 if __name__ == "__main__":
-    main()
+    from edge.cli import run_tool
+    from kws.errors import KwsError
+
+    raise SystemExit(run_tool("stamp_and_game_speech", main, KwsError))

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                                        building / SYNTHETIC)
         if not engines_used:
             print("no engine worked; nothing written", file=sys.stderr)
-            return 1
+            return 2
         added = linked_copy(args.data, building / SYNTHETIC, building, args.keywords)
         building.rename(args.out)
     finally:
@@ -109,4 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge.cli import run_tool
+    from kws.errors import KwsError
+
+    raise SystemExit(run_tool("synth_commands", main, KwsError))

@@ -353,11 +353,17 @@ def main(argv: list[str] | None = None) -> int:
 
     words = _words(args.keywords)
     summary = synthesize_with(args.engines, words, args.per_word, args.seed, args.out)
+    if not summary:
+        print(f"no engine of {', '.join(args.engines)} worked (see above); nothing written", file=sys.stderr)
+        return 2
     total = sum(n for _, n, _ in summary)
     print(f"{total} clips of {len(words)} words from {len(summary)} engines in "
           f"{sum(s for *_, s in summary):.0f} s -> {args.out}")
-    return 0 if summary else 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edge.cli import run_tool
+    from kws.errors import KwsError
+
+    raise SystemExit(run_tool("synth_negatives", main, KwsError))

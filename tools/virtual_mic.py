@@ -69,6 +69,7 @@ def virtual_microphone(runtime_dir: Path) -> Iterator[VirtualMic]:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "play":
-        sys.exit(__doc__)
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
     with virtual_microphone(Path(f"/tmp/kws-vmic-{os.getpid()}")) as mic:
         mic.play(sys.argv[2])
