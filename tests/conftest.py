@@ -1,7 +1,10 @@
-"""Shared fixtures: a tiny synthetic Speech Commands-style data set that trains in seconds."""
+"""Shared fixtures: a tiny synthetic Speech Commands-style data set that trains in seconds; the `service`
+mark for tests that need a program of the system; reading a child's pipe with a deadline."""
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,9 @@ import pytest
 import soundfile as sf
 
 RATE = 16000
+# KWS_REQUIRE_SERVICES=1 (set by .ci/run): a test marked `service` fails where its program is missing, so that a
+# CI image without Mosquitto or PulseAudio cannot pass by skipping them
+REQUIRE_SERVICES = os.environ.get("KWS_REQUIRE_SERVICES") == "1"
 # Each "word" is a tone pattern a small model can learn in a few epochs; "happy" is the non-keyword.
 WORD_TONES = {"yes": (500.0, 500.0), "no": (1500.0, 1500.0), "stop": (600.0, 2400.0), "happy": (3000.0, 300.0)}
 SPEAKERS = [f"{i:08x}" for i in range(0x1000, 0x1000 + 10)]
@@ -105,3 +111,39 @@ def stream_wav(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("wav") / "stream.wav"
     sf.write(path, audio, RATE, subtype="PCM_16")
     return path
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "service(available, reason): needs a program of the system (Mosquitto, "
+                                       "PulseAudio): skipped without it, failed instead with KWS_REQUIRE_SERVICES=1")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("service"):
+        available, reason = mark.args
+        if not available:
+            if REQUIRE_SERVICES:
+                pytest.fail(f"{reason}; KWS_REQUIRE_SERVICES=1 makes this a failure, not a skip", pytrace=False)
+            pytest.skip(reason)
+
+
+def read_line(stream, timeout_s: float = 60.0) -> str:
+    """One line from a child process's pipe, or AssertionError after `timeout_s`: a child that hangs fails its
+    test instead of blocking the suite. ("" at the end of the stream, as readline gives.) On failure the
+    caller should kill the child, which ends the reading thread left behind."""
+    got: list = []
+
+    def read():
+        try:
+            got.append(stream.readline())
+        except (OSError, ValueError) as error:  # the pipe closed under it
+            got.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    if reader.is_alive():
+        raise AssertionError(f"no line from the child process within {timeout_s:g} s")
+    if isinstance(got[0], Exception):
+        raise got[0]
+    return got[0]

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import read_line
+
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "tools" / "kws-listen.service"
 SERVE_UNIT = ROOT / "tools" / "kws-serve.service"
@@ -81,7 +83,7 @@ def test_the_wyoming_unit_starts_edge_serve_with_its_arguments(tmp_path):
     assert _write_args(args_file, "--uri", f"unix://{socket_path}").returncode == 0
     server = subprocess.Popen(_service_command(args_file, SERVE_UNIT), stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        assert "Wyoming service on unix://" in server.stderr.readline()
+        assert "Wyoming service on unix://" in read_line(server.stderr, 60)
         assert socket_path.exists()
     finally:
         server.terminate()

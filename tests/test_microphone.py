@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import virtual_mic  # noqa: E402
+from conftest import read_line  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not virtual_mic.available(),
-                                reason="PulseAudio is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.service(virtual_mic.available(), "PulseAudio is not installed (.ci/run installs it)")
 
 
 @pytest.fixture
@@ -35,15 +34,6 @@ def mic_clip(tmp_path) -> Path:
     return tmp_path / "yes.wav"
 
 
-def _wait_for(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _listen(mic_env, *args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edge.listen", *args], cwd=ROOT, env=mic_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -54,8 +44,10 @@ def test_keyword_played_into_the_default_microphone_is_heard(tmp_path, mic_model
     with virtual_mic.virtual_microphone(tmp_path / "pulse") as mic:
         listener = _listen(mic.env, "--model", str(model), "--json", "--record", str(tmp_path / "heard.wav"))
         try:
-            started = []
-            assert _wait_for(lambda: started.append(listener.stderr.readline()) or "listening on" in started[-1], 30), started
+            started = [read_line(listener.stderr, 30)]
+            while "listening on" not in started[-1]:
+                assert started[-1], started  # it ended before listening
+                started.append(read_line(listener.stderr, 30))
             mic.play(mic_clip)
             mic.play(mic_clip.with_name("silence.wav"))  # let the word finish before stopping
         finally:
@@ -105,7 +97,7 @@ def test_a_48khz_device_is_resampled(tmp_path, mic_model, mic_clip):
         listener = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=mic.env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            assert listener.stdout.readline().split() == ["rate", "48000"]
+            assert read_line(listener.stdout, 30).split() == ["rate", "48000"]
             mic.play(mic_clip)
             mic.play(mic_clip.with_name("silence.wav"))
         finally:

@@ -24,7 +24,8 @@ CLIPS = ROOT / "tests" / "data" / "clips"
 RATE = 16000
 MOSQUITTO = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 OPENSSL = shutil.which("openssl")
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="needs Debian's mosquitto (the README's test command installs it)")
+pytestmark = pytest.mark.service(MOSQUITTO is not None,
+                                 "needs Debian's mosquitto (the README's test command installs it)")
 
 
 def _free_port() -> int:

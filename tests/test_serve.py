@@ -20,6 +20,8 @@ from wyoming.event import Event  # noqa: E402
 from wyoming.info import Describe, Info  # noqa: E402
 from wyoming.wake import Detect, Detection  # noqa: E402
 
+from conftest import read_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = ROOT / "tests" / "data" / "clips"
 RATE = 16000
@@ -55,12 +57,24 @@ def _free_port() -> int:
 def _start_server(uri: str, *extra: str) -> subprocess.Popen:
     server = subprocess.Popen([sys.executable, "-m", "edge.serve", "--uri", uri, *extra], cwd=ROOT,
                               stderr=subprocess.PIPE, text=True)
+    _wait_until_ready(server)
+    return server
+
+
+def _wait_until_ready(server: subprocess.Popen, timeout_s: float = 60.0) -> list[str]:
+    """The lines edge.serve writes before "edge.serve: Wyoming service on ..." (its ready line, maybe after
+    warnings); a server that exits or stays silent for `timeout_s` is killed and fails the test."""
     before = []
-    for line in server.stderr:  # "edge.serve: Wyoming service on ..." once it listens, maybe after warnings
-        if "Wyoming service on" in line:
-            return server
-        before.append(line)
-    raise AssertionError("edge.serve did not start: " + "".join(before))
+    try:
+        while "Wyoming service on" not in (line := read_line(server.stderr, timeout_s)):
+            if not line:
+                raise AssertionError("edge.serve did not start: " + "".join(before))
+            before.append(line)
+    except AssertionError:
+        server.kill()
+        server.wait(timeout=30)
+        raise
+    return before
 
 
 def _stop_server(server: subprocess.Popen) -> str:
@@ -252,9 +266,7 @@ def test_speeds_and_debug(tmp_path):
     uri = f"unix://{tmp_path / 'kws.sock'}"
     server = subprocess.Popen([sys.executable, "-m", "edge.serve", "--uri", uri, "--speeds", "1", "--debug"],
                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    start = []
-    while "Wyoming service on" not in (line := server.stderr.readline()) and line:  # the model, then ready
-        start.append(line)
+    start = _wait_until_ready(server)  # the model's settings, then ready
     try:
         assert _names(asyncio.run(_stream(uri, _pcm(_recording(["go"]), RATE, 1), RATE, 1))) == ["go"]
     finally:
