@@ -377,10 +377,18 @@ def test_other_sample_formats_and_rates_give_the_same_words(model, stream_wav, t
     assert _labels_heard(model, path, capsys) == _labels_heard(model, stream_wav, capsys)
 
 
-def test_a_clipped_full_scale_signal_is_processed(model, stream_wav, tmp_path, capsys):
+def test_a_clipped_full_scale_signal_is_processed(model, stream_wav, tmp_path, capsys, caplog):
+    """Samples at full scale are audio, not a fault: all of it heard, none of it silenced or warned about."""
     audio, _ = sf.read(stream_wav, dtype="float32")
     sf.write(tmp_path / "loud.wav", np.clip(audio * 50, -1, 1), RATE, subtype="PCM_16")
-    _labels_heard(model, tmp_path / "loud.wav", capsys)  # exit 0, whatever it hears in the distortion
+    assert main(["--model", str(model), "--wav", str(tmp_path / "loud.wav"), "--json", "--step-scores"]) == 0
+    out, err = capsys.readouterr()
+    steps = [line for line in map(json.loads, out.splitlines()) if "scores" in line]
+    step_s = Recognizer.from_onnx(model).step_s
+    assert len(steps) == round(9.0 / step_s) and steps[-1]["time"] == pytest.approx(9.0, abs=step_s)  # all 9 s
+    assert all(0 <= value <= 1 for step in steps for value in step["scores"].values())
+    assert err.startswith("edge.listen: 9.0 s of audio processed") and len(err.splitlines()) == 1, err
+    assert not caplog.records  # no chunk replaced by silence, none taken for integer PCM
 
 
 def test_labels_from_the_model_are_printed_without_control_characters(model, stream_wav, tmp_path, capsys):

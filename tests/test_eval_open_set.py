@@ -77,10 +77,18 @@ def test_planted_words_count_as_false_alarms_and_commands_as_matches(tiny_export
     assert stream["matched"] >= 0.9 * stream["spoken"] and stream["wrong"] == 0
 
 
-def test_a_stricter_threshold_replays_without_running_the_model_again(tiny_export, tiny_data, other_speech):
+def test_a_stricter_threshold_replays_without_running_the_model_again(tiny_export, tiny_data, other_speech,
+                                                                     monkeypatch):
+    import onnxruntime
+
     scores = score_open_set(tiny_export[0].window, tiny_data, other_speech, minutes=0.5, progress=False)
-    strict = open_set_report(scores, scores.stream.settings.with_threshold(1.0))
-    assert strict["words"]["per_word"]["bogus"]["accepted"] <= open_set_report(scores)["words"]["per_word"]["bogus"]["accepted"]
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", lambda *a, **k: pytest.fail("the model ran again"))
+    normal = open_set_report(scores)
+    deaf = dataclasses.replace(scores.stream.settings.with_threshold(1.0), sustained_ms=0)  # hardly anything fires
+    strict = open_set_report(scores, deaf)
+    assert normal["words"]["per_word"]["bogus"]["accepted"] == 3  # the planted "yes" words
+    assert strict["words"]["per_word"]["bogus"]["accepted"] == 0
+    assert normal["stream"]["overall"]["matched"] > 0 and strict["stream"]["overall"]["matched"] == 0
 
 
 def test_command_line_writes_the_report(tiny_export, tiny_data, other_speech, negatives, tmp_path, capsys):

@@ -138,8 +138,22 @@ def test_truth_csv_round_trip_and_errors(tmp_path):
     words = [Word("yes", 1.0, 1.5), Word("_unknown_", 3.25, 3.75)]
     write_truth(tmp_path / "truth.csv", words)
     assert read_truth(tmp_path / "truth.csv") == words
-    (tmp_path / "bad.csv").write_text("word,when\nyes,1\n")
-    assert main(["eval-stream", "--model", "m.onnx", "--wav", "x.wav", "--truth", str(tmp_path / "bad.csv")]) == 2
+
+
+@pytest.mark.parametrize("content, says", [
+    ("word,when\nyes,1\n", "must be a CSV with columns label,start_s,end_s"),
+    ("label,start_s,end_s\nyes,one,2\n", "must be a CSV with columns label,start_s,end_s"),
+    ("label,start_s,end_s\nyes,2.0,1.5\n", "has a word that ends before it starts"),
+], ids=["other-columns", "not-a-number", "ends-before-it-starts"])
+def test_a_bad_truth_csv_is_a_one_line_error(tiny_export, tmp_path, capsys, content, says):
+    """With a real model and recording, so that the refusal can only come from the CSV."""
+    audio, _ = tone_stream([("yes", 0.5)], seconds=2.0)
+    sf.write(tmp_path / "talk.wav", audio, RATE)
+    (tmp_path / "bad.csv").write_text(content)
+    assert main(["eval-stream", "--model", str(tiny_export[0].window), "--wav", str(tmp_path / "talk.wav"),
+                 "--truth", str(tmp_path / "bad.csv"), "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"kws: error: truth file {tmp_path / 'bad.csv'}") and says in line
 
 
 def test_eval_stream_and_calibrate_from_the_command_line(tiny_export, tmp_path, capsys):

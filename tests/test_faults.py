@@ -18,6 +18,8 @@ import edge.sources
 from edge.errors import EdgeError
 from edge.sources import Microphone
 
+from conftest import read_line
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -164,28 +166,38 @@ def test_no_microphone_at_start_is_still_an_error(monkeypatch):
             pass
 
 
+def _epochs_done(output: str) -> list[int]:
+    """The epoch numbers of the "epoch  3/30  loss ..." lines kws train prints once an epoch is saved."""
+    return [int(line.split()[1].split("/")[0]) for line in output.splitlines() if line.lstrip().startswith("epoch ")]
+
+
 def test_train_killed_mid_epoch_resumes_losing_at_most_one_epoch(tiny_data, tmp_path):
+    """Killed at any moment, the run keeps every epoch it reported and resumes after the last one saved:
+    at most the epoch in progress is lost. Killed after an odd number (3), so that saving every other
+    epoch would be caught."""
     run = tmp_path / "run"
     command = [sys.executable, "-m", "kws", "train", "--data", str(tiny_data), "--out", str(run), "--epochs", "30",
                "--hidden-size", "16", "--batch-size", "8", "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    finished = 0
-    for line in process.stdout:  # kill it once two epochs are done, while it works on the third
-        if line.lstrip().startswith("epoch"):
-            finished += 1
-            if finished == 2:
-                time.sleep(0.3)
-                process.send_signal(signal.SIGKILL)
-                break
-    process.wait(timeout=60)
+    output = ""
+    try:
+        while len(_epochs_done(output)) < 3:  # kill it as soon as three epochs are done, in the fourth
+            line = read_line(process.stdout, timeout_s=300)
+            assert line, output  # it ended before three epochs
+            output += line
+    finally:
+        process.send_signal(signal.SIGKILL)
+    output += process.communicate(timeout=60)[0]  # what it printed before it died
     assert process.returncode == -signal.SIGKILL
     from kws.checkpoint import load_checkpoint
 
-    saved = load_checkpoint(run / "last.pt")["epoch"]
-    assert saved >= 2  # every finished epoch is on disk
+    reported, saved = _epochs_done(output), load_checkpoint(run / "last.pt")["epoch"]
+    assert reported == list(range(1, len(reported) + 1)) and 3 <= len(reported) < 30, output
+    assert saved in (reported[-1], reported[-1] + 1)  # every reported epoch is on disk; one more if saved unsaid
     result = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert f"resuming after epoch {saved}" in result.stdout
+    assert _epochs_done(result.stdout) == list(range(saved + 1, 31))  # no saved epoch trained again
     assert load_checkpoint(run / "last.pt")["epoch"] == 30
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 

@@ -16,9 +16,17 @@ def test_shapes_for_any_batch_and_length(batch, samples):
     assert model.clip_logits(torch.zeros(batch, samples)).shape == (batch, 10)
 
 
-def test_one_second_gives_97_frames_and_32_lstm_steps():
-    assert FeatureConfig().frames(16000) == 97
-    assert ModelConfig().frame_stack == 3
+@pytest.mark.parametrize("frame_stack, steps", [(1, 97), (2, 48), (3, 32)])
+def test_one_second_gives_97_frames_and_one_lstm_step_per_stack(frame_stack, steps):
+    """30 ms windows every 10 ms without centring: 97 whole frames in a second, counted by the config and made
+    by the MFCC layer alike; the LSTM steps once per `frame_stack` frames, a leftover frame dropped."""
+    features = FeatureConfig()
+    model = KeywordLSTM(10, features, ModelConfig(hidden_size=8, frame_stack=frame_stack)).eval()
+    with torch.no_grad():
+        frames = model.features(torch.zeros(1, 16000))
+        logits = model(torch.zeros(1, 16000))
+    assert features.frames(16000) == frames.shape[1] == 97
+    assert logits.shape == (1, steps, 10)
 
 
 def test_default_model_is_compact():

@@ -242,6 +242,9 @@ def test_credentials_from_a_file_or_the_environment_never_the_command_line(tmp_p
         refused = _listen("--wav", str(wav), "--mqtt-url", broker.url)
         out, err = refused.communicate(timeout=120)
         assert refused.returncode == 0 and b'"left"' in out
+        (said,) = [line for line in err.splitlines() if b"cannot connect" in line]  # once, with the reason
+        assert b"the broker refused the connection" in said and b"check the credentials" in said, err
+        assert b"1 of 1 event(s) never reached the broker" in err  # and the event it could not deliver
         bad = _listen("--wav", str(wav), "--mqtt-url", "mqtt://kws:s3cret@127.0.0.1:1883")
         _, err = bad.communicate(timeout=60)
         assert bad.returncode == 2 and b"not in the URL" in err

@@ -104,7 +104,7 @@ def test_eval_writes_report_and_confusion_matrix(tiny_data, tiny_config, tmp_pat
     assert set(saved["per_class"]) == {"_silence_", "_unknown_", "yes", "no", "stop"}
 
 
-def test_fine_tuning_starts_from_the_given_weights(tiny_data, tiny_config, tmp_path):
+def test_fine_tuning_starts_from_the_given_weights(tiny_data, tiny_config, tmp_path, monkeypatch):
     import dataclasses
 
     from kws.errors import KwsError
@@ -118,11 +118,22 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_data, tiny_config, tmp_p
     assert first[1]["train_loss"] < first[0]["train_loss"]
 
     # Another dropout is not another network: the weights carry over and the run's own dropout applies.
+    start = load_checkpoint(scratch.run_dir / "best.pt")["model"]
+    seen = []  # per epoch: (the dropout the model trains with, whether it holds exactly the starting weights)
+    train_epoch = kws.train._train_epoch
+
+    def spy(model, *args, **kwargs):
+        same = model.state_dict().keys() == start.keys() and all(
+            torch.equal(value, start[name]) for name, value in model.state_dict().items())
+        seen.append((model.dropout.p, same))
+        return train_epoch(model, *args, **kwargs)
+
+    monkeypatch.setattr(kws.train, "_train_epoch", spy)
     more_dropout = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, dropout=0.3))
     train(tiny_data, tmp_path / "regularised", more_dropout, progress=False, echo=_quiet,
           init_from=scratch.run_dir / "best.pt")
-    regularised = json.loads((tmp_path / "regularised" / "metrics.json").read_text())[0]
-    assert regularised["train_loss"] != first[1]["train_loss"]
+    assert seen == [(0.3, True)] + [(0.3, False)] * (tiny_config.train.epochs - 1)
+    monkeypatch.undo()
     wider = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, hidden_size=32))
     with pytest.raises(KwsError, match="model.hidden_size"):
         train(tiny_data, tmp_path / "wider", wider, progress=False, echo=_quiet, init_from=scratch.run_dir / "best.pt")
