@@ -60,7 +60,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speeds", type=speeds, default=None, metavar="LIST",
                    help="hear the stream at these speeds, from 0.8 to 1.25 and 1 among them, and average the "
                         "scores, e.g. 1,0.95,1.05; each speed is one more model pass, 1 alone costs least "
-                        "(default: the model's own, 1,0.9,0.95,1.05,1.1 for the shipped model)")
+                        "(default: the model's own, 1,0.9,1.1 for the shipped model)")
 
 
 def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:

@@ -297,5 +297,5 @@ class ExportDefaults:
     sustained_ms: float = 0.0  # the slower rule: off
     sustained_threshold: float = 0.65
     peak_ms: float = 300.0
-    speeds: tuple[float, ...] = (1.0, 0.9, 0.95, 1.05, 1.1)
-    stream_steps: int = 1
+    speeds: tuple[float, ...] = (1.0, 0.9, 1.1)
+    stream_steps: int = 5
