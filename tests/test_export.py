@@ -202,3 +202,18 @@ def test_atomic_write_flushes_the_file_and_the_rename(tmp_path, monkeypatch):
     monkeypatch.setattr(kws.checkpoint.os, "fsync", lambda fd: (flushed.append(fd), real(fd)))
     kws.checkpoint.atomic_write(tmp_path / "f.bin", lambda tmp: tmp.write_bytes(b"data"))
     assert (tmp_path / "f.bin").read_bytes() == b"data" and len(flushed) == 2  # the file, then its folder
+
+
+def test_the_committed_test_model_is_what_an_export_writes_today(tiny_export):
+    """tests/data/tiny, the model the edge tests run on without PyTorch, carries the metadata and streaming
+    layout an export of the tone words writes today; when this fails, remake it with tools/make_test_model.py."""
+    from conftest import TINY_MODEL
+
+    def metadata(path):
+        return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+    fresh, committed = metadata(tiny_export[0].window), metadata(TINY_MODEL)
+    assert committed.keys() == fresh.keys()
+    for key in fresh.keys() - {"weights_id"}:  # the weights differ from one CPU to another, nothing else may
+        assert committed[key] == fresh[key], key
+    assert metadata(TINY_MODEL.with_name("kws.stream.onnx"))["weights_id"] == committed["weights_id"]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import RATE
+from conftest import HAVE_TORCH, RATE
 
 ROOT = Path(__file__).resolve().parent.parent
+NEEDS_TORCH = pytest.mark.skipif(not HAVE_TORCH, reason="a training-side tool: needs the train extra")
 
 
 def _tool(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -22,8 +23,10 @@ def _tool(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("name, args, says", [
     ("benchmark", ["--model", "none.onnx", "--seconds", "1"], "benchmark: error: model none.onnx not found"),
     ("soak", ["--model", "none.onnx", "--minutes", "0.1"], "soak: error: model none.onnx not found"),
-    ("stream_check", ["--data", "nowhere", "--model", "none.onnx"], "stream_check: error: model none.onnx"),
-    ("speaker_variants", ["--other", "other", "--out", "out"], "speaker_variants: error: no training clips of on, off"),
+    pytest.param("stream_check", ["--data", "nowhere", "--model", "none.onnx"], "stream_check: error: model none.onnx",
+                 marks=NEEDS_TORCH),
+    pytest.param("speaker_variants", ["--other", "other", "--out", "out"],
+                 "speaker_variants: error: no training clips of on, off", marks=NEEDS_TORCH),
 ], ids=["benchmark", "soak", "stream_check", "speaker_variants"])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, name, args, says):
     (tmp_path / "other" / "words" / "happy").mkdir(parents=True)  # other speech without "on" or "off"
