@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edge.detect import DetectorSettings
-from kws.config import Config
+from kws.config import Config, ExportDefaults
 from kws.data import SplitAudio
 from kws.eval_audio import Piece, build_mixed_stream
 from kws.eval_scoring import StepScores, StreamScore, Word, detect, score_events
@@ -22,9 +22,10 @@ from kws.export import StreamLayout
 from kws.model import KeywordModel, clip_steps, lookback_samples
 from kws.train_sequences import window_max
 
-# The shipped model's detection settings (models/MODEL_CARD.md, "Choosing the detection settings"):
-# an epoch is judged by what the runtime would do with it.
-SELECTION_SETTINGS = DetectorSettings(threshold=0.7, average_ms=700.0, suppression_ms=1000.0)
+# An epoch is judged by what the runtime would do with it, at the settings `kws export` stores by default.
+_RECOMMENDED = ExportDefaults()
+SELECTION_SETTINGS = DetectorSettings(threshold=_RECOMMENDED.threshold, average_ms=_RECOMMENDED.average_ms,
+                                      suppression_ms=_RECOMMENDED.suppression_ms)
 SELECTION_MINUTES = 20.0  # about 200 commands: one command is half a point of the figure
 
 
