@@ -9,8 +9,8 @@ import time
 
 
 class EdgeError(Exception):
-    """A problem the user can fix (missing model, unreadable file, no microphone). `edge.listen` prints
-    the message on one line and exits with code 2."""
+    """A problem the user can fix (missing model, unreadable file, no microphone). `edge.listen`,
+    `edge.serve`, `kws` and the tools print the message on one line and exit with code 2."""
 
 
 class Throttled:

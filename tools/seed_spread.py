@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import EdgeError
+
 # (name, file pattern, path into the JSON)
 FIGURES = [
     ("clip accuracy, validation, %", "eval_validation.json", ("accuracy",), 100.0),
@@ -58,6 +60,10 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--split", default="validation", choices=["validation", "testing"])
     args = parser.parse_args()
+    for folder in args.folders:  # a mistyped folder would otherwise be a column of dashes and exit 0
+        if not any(folder.glob("*.json")):
+            raise EdgeError(f"{folder} holds no report (eval_validation.json, *.open_set_{args.split}.json): "
+                            "run kws eval and kws eval-open-set with --out there first")
     rows: dict[str, list[float | None]] = {}
     for name, pattern, keys, scale in FIGURES:
         rows[name] = [_value(f, pattern.format(split=args.split), keys, scale) for f in args.folders]
