@@ -21,7 +21,7 @@ from edge.errors import EdgeError, Throttled
 
 log = logging.getLogger(__name__)
 
-FLUSH_MS = 500  # silence heard at the end of a stream, so that a word in its last moments still completes
+FLUSH_MS = 1000  # silence heard after a stream ends: a word in its last moments still fills a 700 ms average
 
 
 @dataclass(frozen=True)
