@@ -374,11 +374,13 @@ class Recognizer:
         waiting = self._detector.flush(self.seconds_processed)  # a word before the gap is not lost in it
         if waiting is not None:
             self._carried.append(waiting)
-        self._skipped_s = self._heard_s() + seconds
+        self._skipped_s = self.seconds_heard + seconds
         self._start_afresh()
 
-    def _heard_s(self) -> float:
-        """Stream time at the end of the audio fed so far, whole model steps or not."""
+    @property
+    def seconds_heard(self) -> float:
+        """Stream time at the end of the audio fed so far, whole model steps or not (seconds_processed
+        lags it by the audio still waiting for a whole streaming call, and for the other speeds)."""
         pending = len(self._clock_steps) * self._step_samples + self._views[0].pending_samples
         return self.seconds_processed + pending / self._info.sample_rate
 
@@ -438,7 +440,7 @@ class Recognizer:
         """The stream has ended: hears FLUSH_MS of silence, so that a word in its last moments completes,
         and reports every event that completes or still waits for its score's peak. No event is timed after
         the end of the audio fed (the silence is not part of the stream). reset() before another stream."""
-        end_s = self._heard_s()
+        end_s = self.seconds_heard
         detections = self.process(np.zeros(self.sample_rate * FLUSH_MS // 1000, np.float32)) + self._carried
         waiting = self._detector.flush(self.seconds_processed)
         self._carried = []
