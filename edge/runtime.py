@@ -21,9 +21,6 @@ from edge.errors import EdgeError, Throttled
 
 log = logging.getLogger(__name__)
 
-FLUSH_MS = 1000  # silence heard after a stream ends: a word in its last moments still fills a 700 ms average
-
-
 @dataclass(frozen=True)
 class ModelInfo:
     """What the ONNX metadata of a window model promises."""
@@ -437,11 +434,14 @@ class Recognizer:
         return out
 
     def finish(self) -> list[Detection]:
-        """The stream has ended: hears FLUSH_MS of silence, so that a word in its last moments completes,
+        """The stream has ended: hears as much silence as the detector looks back and waits for a peak (1 s
+        for the shipped model), so that a word in its last moments fills its average and completes,
         and reports every event that completes or still waits for its score's peak. No event is timed after
         the end of the audio fed (the silence is not part of the stream). reset() before another stream."""
         end_s = self.seconds_heard
-        detections = self.process(np.zeros(self.sample_rate * FLUSH_MS // 1000, np.float32)) + self._carried
+        settings = self.settings
+        flush_ms = max(settings.average_ms, settings.sustained_ms) + settings.peak_ms
+        detections = self.process(np.zeros(round(self.sample_rate * flush_ms / 1000), np.float32)) + self._carried
         waiting = self._detector.flush(self.seconds_processed)
         self._carried = []
         return [d if d.time_s <= end_s else dataclasses.replace(d, time_s=end_s)
