@@ -171,6 +171,11 @@ class Detector:
         latest step: what the threshold is compared with. [n_labels], zeros before the first step."""
         return self._smoothed
 
+    @property
+    def smoothed_full(self) -> bool:
+        """Whether `smoothed` covers all of `average_ms`: until it does, no threshold is compared with it."""
+        return self._quick.full
+
     def reset(self) -> None:
         self._quick.clear()
         if self._sustained is not None:

@@ -91,8 +91,9 @@ def _check_pair(info: ModelInfo, stream: Path, stream_session) -> None:
                         f"{info.weights_id}): they come from different exports; export the model again")
 
 
-class _StreamScorer:
-    """The streaming model: carries `context` samples and the LSTM state from call to call."""
+class StreamScorer:
+    """The streaming model: carries `context` samples and the LSTM state from call to call. Also what
+    `kws export` checks an export with, so that the runtime's own stepping is what it verifies."""
 
     def __init__(self, session, info: ModelInfo):
         self._session, self._info = session, info
@@ -100,6 +101,12 @@ class _StreamScorer:
         self._advance = int(info.stream["step_samples"]) * int(info.stream["steps"])
         self._state_shape = tuple(info.stream["state_shape"])
         self.reset()
+
+    @classmethod
+    def from_onnx(cls, window: str | Path, stream: str | Path) -> StreamScorer:
+        """The streaming model at `stream`, fed as the metadata of window model `window` says. The pair is
+        not checked (Recognizer.from_onnx does): `kws export` compares its numbers with PyTorch instead."""
+        return cls(_session(Path(stream)), read_model_info(window))
 
     def reset(self) -> None:
         self._buffer = np.zeros(self._context, np.float32)  # as if the stream began after silence
@@ -110,8 +117,8 @@ class _StreamScorer:
         """Samples heard but not yet part of a step."""
         return len(self._buffer) - self._context
 
-    def fresh(self) -> _StreamScorer:
-        return _StreamScorer(self._session, self._info)
+    def fresh(self) -> StreamScorer:
+        return StreamScorer(self._session, self._info)
 
     def push(self, audio: np.ndarray) -> list[np.ndarray]:
         """New samples in; logits [n_labels] of every LSTM step they complete out."""
@@ -261,7 +268,7 @@ class Recognizer:
         clip_steps = info.stream.get("clip_steps") or \
             max(1, (info.clip_samples - int(info.stream.get("context_samples", 0))) // step_samples)  # older exports
         # The window model reads a clip as the max of its step logits; a stream reads the last clip's worth.
-        readout_steps = clip_steps if (info.readout == "max" and isinstance(scorer, _StreamScorer)) else 1
+        readout_steps = clip_steps if (info.readout == "max" and isinstance(scorer, StreamScorer)) else 1
         speeds = check_speeds(speeds)
         self._views = [_View(scorer if speed == 1.0 else scorer.fresh(), speed, readout_steps, len(info.labels),
                              info.sample_rate, self.step_s) for speed in speeds]
@@ -290,7 +297,7 @@ class Recognizer:
         if stream_path is not None:
             session = _session(stream_path)
             _check_pair(info, stream_path, session)
-            scorer = _StreamScorer(session, info)
+            scorer = StreamScorer(session, info)
         else:
             scorer = _WindowScorer(_session(path), info, step)
         return cls(info, scorer, step, settings, info.speeds if speeds is None else speeds)
@@ -325,7 +332,7 @@ class Recognizer:
 
     @property
     def streaming(self) -> bool:
-        return isinstance(self._views[0].scorer, _StreamScorer)
+        return isinstance(self._views[0].scorer, StreamScorer)
 
     @property
     def speeds(self) -> tuple[float, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -11,7 +10,7 @@ import torch
 
 from kws.config import Config
 from kws.errors import KwsError
-from kws.model import KeywordModel, build_model
+from kws.model import KeywordLSTM
 
 FORMAT = "kws-checkpoint-1"
 
@@ -72,11 +71,11 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def model_from_checkpoint(state: dict, path: str | Path = "checkpoint") -> tuple[KeywordModel, Config, tuple[str, ...]]:
+def model_from_checkpoint(state: dict, path: str | Path = "checkpoint") -> tuple[KeywordLSTM, Config, tuple[str, ...]]:
     """Rebuild the model from the config stored with it; a mismatch is reported, not half-loaded."""
     config = Config.from_dict(state["config"])
     labels = tuple(state["labels"])
-    model = build_model(len(labels), config.features, config.model)
+    model = KeywordLSTM(len(labels), config.features, config.model)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
@@ -85,29 +84,3 @@ def model_from_checkpoint(state: dict, path: str | Path = "checkpoint") -> tuple
         raise KwsError(f"weights in {path} do not match the config stored with them ({detail})") from None
     model.eval()
     return model, config, labels
-
-
-def combine_checkpoints(paths: list[Path], out: Path) -> tuple[KeywordModel, Config]:
-    """One ensemble checkpoint (`kws.model.KeywordEnsemble`) from the checkpoints of two or more models of
-    the same network and labels, trained apart (another seed each)."""
-    if len(paths) < 2:
-        raise KwsError("an ensemble needs at least two checkpoints")
-    members = [(path, *model_from_checkpoint(load_checkpoint(path), path)) for path in paths]
-    first_path, _, first_config, labels = members[0]
-    for path, _, config, member_labels in members:
-        if config.model.members > 1:
-            raise KwsError(f"{path} is an ensemble already; combine its members' own checkpoints")
-        if member_labels != labels:
-            raise KwsError(f"{path} knows {', '.join(member_labels)}, but {first_path} knows {', '.join(labels)}")
-        changed = [name for name in first_config.differences(config)
-                   if name.startswith(("model.", "features.")) and name != "model.dropout"]
-        if changed:
-            raise KwsError(f"{path} is another network than {first_path} ({', '.join(changed)} differ)")
-    config = dataclasses.replace(first_config, model=dataclasses.replace(first_config.model, members=len(paths)))
-    ensemble = build_model(len(labels), config.features, config.model)
-    for slot, (_, model, _, _) in zip(ensemble.members, members):
-        slot.load_state_dict(model.state_dict())
-    ensemble.eval()
-    save_checkpoint(out, {"config": config.to_dict(), "labels": list(labels), "model": ensemble.state_dict(),
-                          "parameter_count": ensemble.parameter_count, "members": [str(p) for p in paths]})
-    return ensemble, config

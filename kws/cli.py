@@ -9,16 +9,9 @@ import sys
 from pathlib import Path
 
 from edge.errors import EdgeError
-from kws.config import (
-    AugmentConfig,
-    Config,
-    DataConfig,
-    ExportDefaults,
-    FeatureConfig,
-    ModelConfig,
-    TrainConfig,
-)
+from kws.config import AugmentConfig, Config, DataConfig, FeatureConfig, ModelConfig, TrainConfig
 from kws.errors import KwsError
+from kws.recipe import default_export_settings, load_recipe
 
 # flag -> (config section, field, type); flags left unset keep the stored or default value
 _OVERRIDES = {
@@ -33,31 +26,15 @@ _OVERRIDES = {
     "dropout": ("model", "dropout", float),
     "frame_stack": ("model", "frame_stack", int),
     "n_mfcc": ("features", "n_mfcc", int),
-    "front_end": ("features", "front_end", str),
-    "conv_channels": ("model", "conv_channels", int),
     "speed_change": ("augment", "speed_change", float),
-    "context_ms": ("augment", "context_ms", int),
     "level_db": ("augment", "level_db", float),
     "noise_gain_max": ("augment", "noise_gain_max", float),
-    "reverb_probability": ("augment", "reverb_probability", float),
-    "eq_probability": ("augment", "eq_probability", float),
-    "mel_masks": ("augment", "mel_masks", int),
-    "mel_mask_bands": ("augment", "mel_mask_bands", int),
-    "vocal_tract_warp": ("augment", "vocal_tract_warp", float),
-    "speech_noise_probability": ("augment", "speech_noise_probability", float),
-    "speech_noise_gain_max": ("augment", "speech_noise_gain_max", float),
-    "speech_noise_on": ("augment", "speech_noise_on", str),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
     "unknown_weighting": ("data", "unknown_weighting", str),
-    "hard_negative_boost": ("data", "hard_negative_boost", float),
-    "keyword_speakers_percent": ("data", "keyword_speakers_percent", float),
     "on_off_fold": ("data", "on_off_fold", int),
     "select_by": ("train", "select_by", str),
     "speech_gaps": ("train", "speech_gaps", float),
-    "distill_weight": ("train", "distill_weight", float),
-    "distill_temperature": ("train", "distill_temperature", float),
-    "mixup_alpha": ("train", "mixup_alpha", float),
 }
 _DEFAULTS = {"features": FeatureConfig(), "train": TrainConfig(), "model": ModelConfig(), "data": DataConfig(), "augment": AugmentConfig()}
 # flag -> what it does and the values it takes, for `kws train --help` (the default is added from the config)
@@ -74,41 +51,18 @@ _HELP = {
     "dropout": "dropout between the LSTM layers and before the head, 0 to 1",
     "frame_stack": "10 ms feature frames the LSTM reads per step, 1 or more (a step of 2: 20 ms)",
     "n_mfcc": "MFCC coefficients per frame, 1 to 40 (the mel bands)",
-    "front_end": "features: 'mfcc' (cepstral coefficients) or 'log-mel' (the 40 log-mel bands themselves)",
-    "conv_channels": "more than 0: two causal convolutions of this many channels before the LSTM, in place of "
-                     "stacking frames; 0: none",
     "speed_change": "speaking rate changed at random by up to this share either way, 0 to 1 (0.1: 10 percent)",
-    "context_ms": "training windows this many ms longer than a clip, the clip at a random place inside; 0: the "
-                  "clip alone",
     "level_db": "each clip made up to this many dB quieter (speakers near and far), 0 or more",
     "noise_gain_max": "background noise mixed in at an amplitude gain of up to this, 0 or more",
-    "reverb_probability": "share of training clips heard through a simulated room, 0 to 1",
-    "eq_probability": "share of training clips heard through a random microphone response, 0 to 1",
-    "mel_masks": "SpecAugment masks on the log-mel bands before the cepstrum, per clip, 0 or more",
-    "mel_mask_bands": "widest such mask, in mel bands, 0 or more",
-    "vocal_tract_warp": "each clip's spectrum stretched by a random factor in 1 +- this (VTLP), 0 to below 0.5",
-    "speech_noise_probability": "share of training clips with other speech (--negatives) underneath, 0 to 1",
-    "speech_noise_gain_max": "amplitude gain of that speech, up to this, 0 or more",
-    "speech_noise_on": "which clips get that speech: 'all', or only 'negatives' (_silence_ and _unknown_; clip "
-                       "training only)",
     "unknown_percent": "_unknown_ clips per epoch, in percent of the keyword clips, 0 or more",
     "silence_percent": "_silence_ clips per epoch, in percent of the keyword clips, 0 or more",
     "unknown_weighting": "how _unknown_ clips are drawn: 'clip' (every clip alike) or 'source' (each source of "
                          "other speech, and the data's own other words, an equal share)",
-    "hard_negative_boost": "with --init-from: an _unknown_ clip the starting model takes for a keyword with "
-                           "probability p is drawn 1 + this x p times as often, 0 or more; 0: off",
-    "keyword_speakers_percent": "train on the commands of this share of the training speakers, above 0 to 100 "
-                                "(a learning curve)",
     "on_off_fold": "hold out fold K (0, 1 or 2) of the speakers who said 'on' and 'off' in the other speech "
                    "(none of their clips trained on) and measure on/off on them; -1: no folds",
-    "select_by": "which epoch becomes best.pt: 'accuracy' on the validation clips, 'open-set' (the mean of that "
-                 "and the validation other speech rejected; needs --negatives) or 'stream' (a 20-minute "
-                 "validation stream at the shipped detection settings)",
+    "select_by": "which epoch becomes best.pt: 'accuracy' on the validation clips, or 'open-set' (the mean of "
+                 "that and the validation other speech rejected; needs --negatives)",
     "speech_gaps": "with --sequence-ms and --negatives: share of the gaps between clips that hold real speech, 0 to 1",
-    "distill_weight": "with --teacher: weight of the divergence from the teacher's per-step scores, 0 or more; 0: off",
-    "distill_temperature": "temperature of that divergence, above 0",
-    "mixup_alpha": "clip training: mix each clip with another of its batch, weights drawn from Beta(alpha, "
-                   "alpha), the target the same mix, 0 or more; 0: off",
 }
 
 
@@ -119,13 +73,24 @@ def _keywords(text: str) -> tuple[str, ...]:
     return words
 
 
+def _add_recipe(p, text: str) -> None:
+    p.add_argument("--recipe", default=None, metavar="FILE_OR_NAME", help=text)
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a keyword model", description="Train a KeywordLSTM on a "
-                       "Speech Commands-style folder; writes best.pt, last.pt, metrics.csv/json to --out.")
-    p.add_argument("--data", required=True, type=Path, help="folder with one sub-folder per word, Speech Commands "
-                   "style (a _background_noise_ folder and validation/testing lists if it has them)")
-    p.add_argument("--out", required=True, type=Path, help="run folder for checkpoints and metrics, new or "
-                   "(with --resume) the run to continue")
+                       "Speech Commands-style folder; writes best.pt, last.pt, metrics.csv/json to --out. "
+                       "`--recipe default --step clips`, then `--step tuned`, trains the shipped model.")
+    _add_recipe(p, "take one training step's settings (--step) from this recipe file, or from a shipped recipe "
+                "by name: 'default' is the shipped model's (kws/recipes/default.toml); flags given win "
+                "(default: no recipe)")
+    p.add_argument("--step", default=None, help="the recipe's step to run, e.g. clips, then tuned (default: "
+                   "none; needed with --recipe)")
+    p.add_argument("--data", type=Path, help="folder with one sub-folder per word, Speech Commands style (a "
+                   "_background_noise_ folder and validation/testing lists if it has them) (default: the "
+                   "recipe's; one of the two is needed)")
+    p.add_argument("--out", type=Path, help="run folder for checkpoints and metrics, new or (with --resume) the "
+                   "run to continue (default: the recipe's; one of the two is needed)")
     p.add_argument("--keywords", type=_keywords, default=None,
                    help="comma-separated words, or 'all' (default: those of the ten Speech Commands commands "
                         "yes, no, up, down, left, right, on, off, stop, go that have a folder in the data; "
@@ -134,8 +99,6 @@ def _add_train(sub) -> None:
         default = getattr(_DEFAULTS[section], field)
         p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None,
                        help=f"{_HELP.get(flag, '')} (default: {default})")
-    p.add_argument("--bidirectional", action="store_true", default=None,
-                   help="whole-clip model that cannot stream (default: unidirectional)")
     p.add_argument("--negatives", type=Path, action="append", default=[], metavar="FOLDER",
                    help="other speech without the keywords (e.g. ../shared/data/other_speech): its training "
                         "speakers are added as _unknown_ (repeatable; default: none)")
@@ -143,9 +106,6 @@ def _add_train(sub) -> None:
     p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from these weights (same words and network), e.g. to fine-tune models/kws.pt "
                         "(default: random weights)")
-    p.add_argument("--teacher", type=Path, default=None, metavar="CHECKPOINT",
-                   help="a model (e.g. an ensemble from kws combine) whose per-step scores this run learns to "
-                        "follow, with --distill-weight; same words and features (default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
 
 
@@ -160,8 +120,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="where to write the report (default: next to the checkpoint)")
 
 
-_EXPORTED = ExportDefaults()
-# export flag -> what it sets, for the flags whose default is the recommended setting (kws.config.ExportDefaults)
+# export flag -> what it sets, for the flags whose default is the shipped recipe's (kws/recipes/default.toml)
 _EXPORT_SETTINGS = {
     "threshold": "score in (0, 1] a keyword's smoothed score must reach",
     "average_ms": "ms of scores averaged into the smoothed score, more than 0",
@@ -181,46 +140,50 @@ def _add_export(sub) -> None:
     p = sub.add_parser("export", help="write the ONNX window and streaming models, verified against PyTorch",
                        description="Export a checkpoint as the ONNX window model and its streaming twin (MFCC "
                        "and LSTM in one graph, labels and settings in the metadata), verify both against PyTorch "
-                       "on validation clips, and only then put them in place. Detection settings not given as "
-                       "flags are the recommended ones (kws.config.ExportDefaults); the command prints what it "
-                       "stored.")
-    p.add_argument("--checkpoint", required=True, type=Path,
-                   help="a .pt checkpoint from kws train (best.pt) or kws combine")
-    p.add_argument("--out", required=True, type=Path, help="window model path, e.g. models/kws.onnx; the "
-                   "streaming model goes beside it as NAME.stream.onnx")
-    p.add_argument("--data", required=True, type=Path, help="data folder whose validation clips verify the export")
-    p.add_argument("--int8", action="store_true", help="also write dynamically quantized NAME.int8.onnx copies "
+                       "on validation clips, and only then put them in place. Detection settings given neither as "
+                       "flags nor in --recipe are the shipped recipe's (kws/recipes/default.toml); the command "
+                       "prints what it stored.")
+    _add_recipe(p, "take the [export] settings of this recipe file, or of a shipped recipe by name ('default': "
+                "the shipped model's checkpoint, files and settings); flags given win (default: no recipe)")
+    needed = "(default: the recipe's; one of the two is needed)"
+    p.add_argument("--checkpoint", type=Path, help=f"a .pt checkpoint from kws train (best.pt) {needed}")
+    p.add_argument("--out", type=Path, help="window model path, e.g. models/kws.onnx; the streaming model goes "
+                   f"beside it as NAME.stream.onnx {needed}")
+    p.add_argument("--data", type=Path, help=f"data folder whose validation clips verify the export {needed}")
+    p.add_argument("--int8", action="store_true", default=None, help="also write dynamically quantized NAME.int8.onnx copies "
                    "(default: float only)")
     p.add_argument("--force", action="store_true", help="replace model files already in the --out folder "
                    "(without it, export refuses, so that a shipped model is not overwritten by accident)")
     p.add_argument("--verify-clips", type=int, default=400, metavar="N",
                    help="validation clips compared with PyTorch, 1 or more (default: %(default)s)")
+    shipped = default_export_settings()
     for flag, text in _EXPORT_SETTINGS.items():
-        value = getattr(_EXPORTED, flag)
+        value = tuple(shipped[flag]) if flag == "speeds" else shipped[flag]
         shown = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
         kind = {"speeds": _speeds, "stream_steps": int}.get(flag, float)
         p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=None,
                        metavar="LIST" if flag == "speeds" else None,
-                       help=f"{text}; stored for edge.listen and edge.serve (default: the recommended {shown})")
+                       help=f"{text}; stored for edge.listen and edge.serve (default: the shipped recipe's {shown})")
 
 
 def _export_settings(args) -> tuple[dict, tuple[float, ...], int, str]:
-    """(detection settings, speeds, stream steps, a line saying what was stored): each setting from its flag,
-    or else the recommended one."""
-    chosen = {flag: getattr(args, flag) if getattr(args, flag) is not None else getattr(_EXPORTED, flag)
+    """(detection settings, speeds, stream steps, a line saying what was stored): each setting from its flag
+    or --recipe, or else the shipped recipe's."""
+    shipped = _flag_values(build_parser(), "export", default_export_settings(), "the shipped recipe")
+    chosen = {flag: getattr(args, flag) if getattr(args, flag) is not None else shipped[flag]
               for flag in _EXPORT_SETTINGS}
     if chosen["stream_steps"] < 1:
         raise KwsError("--stream-steps must be at least 1")
     detection = dataclasses.asdict(_detector_settings(
         **{k: v for k, v in chosen.items() if k not in ("speeds", "stream_steps")}))
-    given = [f"--{flag.replace('_', '-')}" for flag in _EXPORT_SETTINGS if getattr(args, flag) is not None]
+    given = [f"--{flag.replace('_', '-')}" for flag in _EXPORT_SETTINGS if flag in args.given]
+    rest = f"recipe {args.recipe}" if args.recipe else "the shipped recipe, kws/recipes/default.toml"
     stored = (f"stored: threshold {chosen['threshold']:g} on a {chosen['average_ms']:g} ms average, events "
               f"{chosen['suppression_ms']:g} ms apart, reported at their peak within {chosen['peak_ms']:g} ms"
               + (f", or {chosen['sustained_threshold']:g} on {chosen['sustained_ms']:g} ms" if chosen["sustained_ms"]
                  else "")
               + f"; speeds {','.join(f'{v:g}' for v in chosen['speeds'])}; {chosen['stream_steps']} step(s) per "
-              f"streaming call (" + (f"from {', '.join(given)}; the rest " if given else "")
-              + "recommended, kws.config.ExportDefaults)")
+              f"streaming call (" + (f"from {', '.join(given)}; the rest " if given else "") + f"from {rest})")
     return detection, chosen["speeds"], chosen["stream_steps"], stored
 
 
@@ -310,15 +273,6 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the thresholds, leave the model as it is")
 
 
-def _add_combine(sub) -> None:
-    p = sub.add_parser("combine", help="one ensemble model from models trained apart",
-                       description="Combine checkpoints of the same network and labels, trained with other seeds, "
-                       "into one model that averages their logits at every step (export it as any other).")
-    p.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT",
-                   help="two or more .pt checkpoints of the same network and labels")
-    p.add_argument("--out", required=True, type=Path, help="the ensemble checkpoint to write, e.g. runs/ensemble.pt")
-
-
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="data set tools", description="Data set tools: `kws data download` fetches "
                        "Speech Commands.")
@@ -338,7 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_stream(sub)
     _add_eval_open_set(sub)
     _add_calibrate(sub)
-    _add_combine(sub)
     _add_data(sub)
     return parser
 
@@ -357,8 +310,6 @@ def _train_config(args) -> Config:
             sections[section][field] = getattr(args, flag)
     if args.keywords is not None:
         sections["data"]["keywords"] = args.keywords
-    if args.bidirectional:
-        sections["model"]["bidirectional"] = True
     for name, values in sections.items():
         if values:
             base = dataclasses.replace(base, **{name: dataclasses.replace(getattr(base, name), **values)})
@@ -371,7 +322,7 @@ def _run(args) -> int:
 
         train(args.data, args.out, _train_config(args), resume=args.resume,
               progress=not args.no_progress and sys.stderr.isatty(), init_from=args.init_from,
-              negatives=tuple(args.negatives), teacher=args.teacher)
+              negatives=tuple(args.negatives))
         return 0
     if args.command == "eval":
         from kws.evaluate import evaluate_checkpoint
@@ -386,7 +337,7 @@ def _run(args) -> int:
         if args.verify_clips < 1:
             raise KwsError("--verify-clips must be at least 1")
         detection, speeds, stream_steps, stored = _export_settings(args)
-        report = export_checkpoint(args.checkpoint, args.out, args.data, args.int8, args.verify_clips,
+        report = export_checkpoint(args.checkpoint, args.out, args.data, bool(args.int8), args.verify_clips,
                                    stream_steps, detection, overwrite=args.force, speeds=speeds)
         print(report.summary())
         print(stored)
@@ -397,12 +348,6 @@ def _run(args) -> int:
         return _eval_open_set(args)
     if args.command == "calibrate":
         return _calibrate(args)
-    if args.command == "combine":
-        from kws.checkpoint import combine_checkpoints
-
-        model, config = combine_checkpoints(args.checkpoints, args.out)
-        print(f"{args.out}: {config.model.members} members, {model.parameter_count:,} parameters")
-        return 0
     if args.command == "data":
         from kws.download import download_speech_commands
 
@@ -502,9 +447,67 @@ def _calibrate(args) -> int:
     return 0
 
 
+_REQUIRED = {"train": ("data", "out"), "export": ("checkpoint", "out", "data")}
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+
+
+def _flag_values(parser: argparse.ArgumentParser, command: str, values: dict, where: str) -> dict:
+    """A recipe's values for `command`, each checked and converted as its flag's text would be."""
+    actions = {a.dest: a for a in _subparser(parser, command)._actions}
+    converted = {}
+    for key, value in values.items():
+        action = actions.get(key)
+        if action is None or key in ("recipe", "step", "help"):
+            raise KwsError(f"{where}: {key!r} is not a `kws {command}` setting; see kws {command} --help")
+        if action.nargs == 0:  # a switch such as --int8
+            if not isinstance(value, bool):
+                raise KwsError(f"{where}: {key} must be true or false, not {value!r}")
+            converted[key] = value
+            continue
+        if isinstance(value, list) and not isinstance(action, argparse._AppendAction):
+            value = ",".join(map(str, value))  # a list flag such as --speeds 1,0.9,1.1
+        try:
+            convert = action.type or str
+            converted[key] = ([convert(str(v)) for v in value] if isinstance(value, list)
+                              else convert(str(value)))
+        except (argparse.ArgumentTypeError, ValueError) as error:
+            raise KwsError(f"{where}: {key} = {value!r}: {error}") from None
+    return converted
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, over the --recipe's settings where one is given; `args.given` names the flags
+    given on the command line, `args.recipe_values` what the recipe set."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.given = {key for key, value in vars(args).items() if value not in (None, False, [])}
+    args.recipe_values = {}
+    if getattr(args, "step", None) is not None and args.recipe is None:
+        raise KwsError("--step names a step of a --recipe; give the recipe too (e.g. --recipe default)")
+    if getattr(args, "recipe", None) is not None:
+        recipe = load_recipe(args.recipe)
+        values = recipe.step(args.step) if args.command == "train" else recipe.export
+        where = f"{recipe.path} [{'steps.' + args.step if args.command == 'train' else 'export'}]"
+        defaults = _flag_values(parser, args.command, values, where)
+        _subparser(parser, args.command).set_defaults(**defaults)
+        given, args = args.given, parser.parse_args(argv)
+        args.given, args.recipe_values = given, defaults
+    missing = [f"--{name}" for name in _REQUIRED.get(args.command, ()) if getattr(args, name) is None]
+    if missing:
+        raise KwsError(f"kws {args.command} needs {', '.join(missing)} (as flags or in a --recipe)")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        args = _parse(argv)
+    except KwsError as error:
+        print(f"kws: error: {error}", file=sys.stderr)
+        return 2
     try:
         return _run(args)
     except (KwsError, EdgeError) as error:  # EdgeError: what the runtime refuses, e.g. a stale streaming twin

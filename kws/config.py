@@ -18,7 +18,7 @@ UNKNOWN = "_unknown_"
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Audio format and the front end (the model's first layer): MFCC, or the log-mel bands under them."""
+    """Audio format and the front end (the model's first layer): MFCC."""
 
     sample_rate: int = 16000
     clip_ms: int = 1000
@@ -28,18 +28,10 @@ class FeatureConfig:
     n_mfcc: int = 20
     f_min_hz: float = 20.0
     f_max_hz: float = 7600.0
-    # "mfcc": n_mfcc coefficients per frame; "log-mel": the n_mels log-mel bands themselves, whose
-    # neighbouring bands a convolution can read (kws train --conv-channels).
-    front_end: str = "mfcc"
-
-    def __post_init__(self):
-        if self.front_end not in ("mfcc", "log-mel"):
-            raise KwsError(f"front_end must be 'mfcc' or 'log-mel', not {self.front_end!r}")
-
     @property
     def feature_size(self) -> int:
         """Values per frame out of the front end."""
-        return self.n_mfcc if self.front_end == "mfcc" else self.n_mels
+        return self.n_mfcc
 
     @property
     def clip_samples(self) -> int:
@@ -77,7 +69,7 @@ class DataConfig:
     # None: the ten commands that have a folder in the data. ("all",): every word folder.
     keywords: tuple[str, ...] | None = None
     # _unknown_ and _silence_ clips per epoch, in percent of the number of keyword clips.
-    unknown_percent: float = 10.0
+    unknown_percent: float = 40.0
     silence_percent: float = 10.0
     # Hash split for files named in no official list, as the data set's authors define it.
     validation_percent: float = 10.0
@@ -91,14 +83,7 @@ class DataConfig:
     held_out_words_percent: float = 5.0
     # How `_unknown_` examples are drawn: "clip" (every clip alike) or "source" (each source of other
     # speech, and the data set's own other words, an equal share).
-    unknown_weighting: str = "clip"
-    # Fine-tuning only: an `_unknown_` clip that the starting model (--init-from) takes for a keyword with
-    # probability p is drawn (1 + hard_negative_boost * p) times as often: train again on what fires.
-    hard_negative_boost: float = 0.0
-    # Train on the commands of this share of the training speakers only (a stable hash of the speaker
-    # picks them, so a smaller share is a subset of a larger one): a learning curve shows what more
-    # command speakers would be worth. Other words, noise and the validation split are never thinned.
-    keyword_speakers_percent: float = 100.0
+    unknown_weighting: str = "source"
     # "on" and "off" are the closest other words to the commands, from few speakers: with a fold k >= 0,
     # the speakers who said them (in the other speech) are dealt into kws.other_speech.ON_OFF_FOLDS folds
     # and fold k is held out, so that a run measures on/off on voices it never heard; -1: no folds (those
@@ -110,8 +95,6 @@ class DataConfig:
     def __post_init__(self):
         if self.unknown_weighting not in ("clip", "source"):
             raise KwsError(f"unknown_weighting must be 'clip' or 'source', not {self.unknown_weighting!r}")
-        if not 0 < self.keyword_speakers_percent <= 100:
-            raise KwsError(f"keyword_speakers_percent must lie in (0, 100], not {self.keyword_speakers_percent}")
         if self.on_off_fold < -1:
             raise KwsError(f"on_off_fold must be -1 (no folds) or a fold number, not {self.on_off_fold}")
 
@@ -121,9 +104,6 @@ class AugmentConfig:
     """Training-time augmentation. Evaluation never augments."""
 
     shift_ms: int = 100
-    # Training windows are this much longer than a clip, the clip at a random place inside: a stream
-    # shows the model every offset of a word and whatever came before it, not one aligned second.
-    context_ms: int = 0
     speed_change: float = 0.1  # ±10% speaking rate
     level_db: float = 0.0  # each clip up to this much quieter: speakers near and far from the microphone
     noise_probability: float = 0.8
@@ -133,36 +113,6 @@ class AugmentConfig:
     time_mask_ms: int = 100
     freq_masks: int = 2
     freq_mask_bins: int = 5
-    # SpecAugment's frequency masks where it puts them, on the log-mel bands before the cepstrum: a masked
-    # band becomes the frame's mean level, not silence. (A cepstral mask above smooths the whole spectrum.)
-    mel_masks: int = 0
-    mel_mask_bands: int = 6
-    # Each clip's spectrum stretched by a random factor in 1 ± this before the mel filters (VTLP): formants
-    # of longer and shorter vocal tracts than the data set's speakers have, at the same speaking rate.
-    vocal_tract_warp: float = 0.0
-    # Share of training audio heard through a simulated room (reverberation) and through a random
-    # microphone response (equalisation): users' rooms and microphones are not the data set's.
-    reverb_probability: float = 0.0
-    eq_probability: float = 0.0
-    # Share of training audio with other speech (the negatives' training part) underneath, at an amplitude
-    # gain of up to speech_noise_gain_max: a talker in the room is not a command, and does not hide one.
-    speech_noise_probability: float = 0.0
-    speech_noise_gain_max: float = 0.2
-    # "all" clips, or only "negatives" (those labelled _silence_ or _unknown_; clip training only): then it
-    # teaches that talk is not a command without teaching that a command may come wrapped in talk.
-    speech_noise_on: str = "all"
-
-    def __post_init__(self):
-        if self.mel_masks < 0 or self.mel_mask_bands < 0:
-            raise KwsError(f"mel_masks and mel_mask_bands must be 0 or more, not {self.mel_masks} and "
-                           f"{self.mel_mask_bands}")
-        if not 0 <= self.vocal_tract_warp < 0.5:
-            raise KwsError(f"vocal_tract_warp must lie in [0, 0.5), not {self.vocal_tract_warp}")
-        if not 0 <= self.speech_noise_probability <= 1 or self.speech_noise_gain_max < 0:
-            raise KwsError(f"speech_noise_probability must lie in [0, 1] and speech_noise_gain_max be 0 or more, "
-                           f"not {self.speech_noise_probability} and {self.speech_noise_gain_max}")
-        if self.speech_noise_on not in ("all", "negatives"):
-            raise KwsError(f"speech_noise_on must be 'all' or 'negatives', not {self.speech_noise_on!r}")
 
 
 @dataclass(frozen=True)
@@ -170,29 +120,17 @@ class ModelConfig:
     hidden_size: int = 128
     num_layers: int = 2
     # The LSTM reads this many MFCC frames per step: a shorter sequence to remember across, less compute.
-    frame_stack: int = 3
-    bidirectional: bool = False  # only the unidirectional model can stream
+    frame_stack: int = 2
     # How a clip's logits come from its per-step logits: "max" over steps (each class fires where its
-    # word ends, so a stream needs no long memory) or "last" step (bidirectional models use the mean).
+    # word ends, so a stream needs no long memory) or "last" step (models exported before 2026-12-02).
     readout: str = "max"
     dropout: float = 0.1  # a training setting only: the weights' shapes do not depend on it
-    # More than 1: an ensemble of this many such LSTMs, each trained on its own, combined by `kws combine`.
-    members: int = 1
-    # More than 0: two causal convolutions over time and frequency before the LSTM, this many channels each
-    # (kws.model.ConvFrontEnd); the second one's time stride takes the place of stacking frames.
-    conv_channels: int = 0
 
     def __post_init__(self):
-        if self.members < 1:
-            raise KwsError(f"members must be at least 1, not {self.members}")
         if self.readout not in ("max", "last"):
             raise KwsError(f"readout must be 'max' or 'last', not {self.readout!r}")
         if self.frame_stack < 1 or self.hidden_size < 1 or self.num_layers < 1:
             raise KwsError("frame_stack, hidden_size and num_layers must be at least 1")
-        if self.conv_channels < 0:
-            raise KwsError(f"conv_channels must be at least 0, not {self.conv_channels}")
-        if self.conv_channels and self.bidirectional:
-            raise KwsError("the convolutions are causal, for streaming: not with a bidirectional model")
 
 
 @dataclass(frozen=True)
@@ -212,27 +150,12 @@ class TrainConfig:
     # a stretch of real speech, so that commands are also heard right after and before sentences.
     speech_gaps: float = 0.0
     # Which epoch becomes best.pt: "accuracy" on the validation clips, or "open-set": the mean of that and
-    # the share of the validation other speech (kws train --negatives) called silence or unknown; or
-    # "stream": commands matched less wrong labels and false alarms, per command, on a 20-minute validation
-    # stream of commands among that other speech, at the shipped detection settings (kws.train_selection).
+    # the share of the validation other speech (kws train --negatives) called silence or unknown.
     select_by: str = "accuracy"
-    # With a teacher (kws train --teacher, e.g. an ensemble from kws combine): add this weight times the
-    # KL divergence from the teacher's per-step label distribution to the model's, at this temperature.
-    # Measured (docs/lab-notebook.md, 2026-12-02): taught by three combined seeds, clip accuracy rose on every seed,
-    # false alarms on held-out speech did not fall.
-    distill_weight: float = 0.0
-    distill_temperature: float = 1.0
-    # Clip training only (mixup): more than 0 mixes each training clip with another of its batch, weights
-    # lam and 1 - lam with lam ~ Beta(mixup_alpha, mixup_alpha), and the target the same mix of their labels.
-    mixup_alpha: float = 0.0
 
     def __post_init__(self):
-        if self.select_by not in ("accuracy", "open-set", "stream"):
-            raise KwsError(f"select_by must be 'accuracy', 'open-set' or 'stream', not {self.select_by!r}")
-        if self.distill_weight < 0 or self.distill_temperature <= 0:
-            raise KwsError("distill_weight must be at least 0 and distill_temperature more than 0")
-        if self.mixup_alpha < 0 or (self.mixup_alpha and self.sequence_ms):
-            raise KwsError(f"mixup_alpha must be at least 0, and 0 with sequence_ms, not {self.mixup_alpha}")
+        if self.select_by not in ("accuracy", "open-set"):
+            raise KwsError(f"select_by must be 'accuracy' or 'open-set', not {self.select_by!r}")
 
     def clips_per_sequence(self, features: FeatureConfig) -> int:
         """Clips in one training sequence; the rest of it (one clip's length or more) is gaps."""
@@ -247,6 +170,11 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        if 0 < self.train.sequence_ms <= self.features.clip_ms:
+            raise KwsError(f"sequence_ms must be 0 (train on single clips) or longer than a clip "
+                           f"({self.features.clip_ms} ms), not {self.train.sequence_ms}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -255,7 +183,7 @@ class Config:
         kwargs = {}
         for section in dataclasses.fields(cls):
             section_cls = _SECTIONS[section.name]
-            values = dict(d.get(section.name, {}))
+            values = _without_retired(section.name, dict(d.get(section.name, {})))
             unknown = set(values) - {f.name for f in dataclasses.fields(section_cls)}
             if unknown:
                 raise KwsError(f"unknown setting(s) {sorted(unknown)} in section {section.name!r}")
@@ -276,6 +204,31 @@ class Config:
         ]
 
 
+# Settings of experiments that did not ship (docs/lab-notebook.md; their code is in the tree at commit
+# 5bea36a), with the value that turned each off (None: any value, it only mattered with another one on).
+# A checkpoint or model that stores them turned off loads as if they had never existed.
+_RETIRED = {
+    "features": {"front_end": "mfcc"},
+    "data": {"hard_negative_boost": 0.0, "keyword_speakers_percent": 100.0},
+    "augment": {"context_ms": 0, "reverb_probability": 0.0, "eq_probability": 0.0, "mel_masks": 0,
+                "mel_mask_bands": None, "vocal_tract_warp": 0.0, "speech_noise_probability": 0.0,
+                "speech_noise_gain_max": None, "speech_noise_on": None},
+    "model": {"bidirectional": False, "members": 1, "conv_channels": 0},
+    "train": {"distill_weight": 0.0, "distill_temperature": None, "mixup_alpha": 0.0},
+}
+
+
+def _without_retired(section: str, values: dict) -> dict:
+    """`values` less the retired settings; one that was on means a model this version cannot rebuild."""
+    for key, off in _RETIRED.get(section, {}).items():
+        if key in values:
+            value = values.pop(key)
+            if off is not None and value != off:
+                raise KwsError(f"{section}.{key} = {value!r}: an experiment this version no longer has "
+                               "(docs/lab-notebook.md names the commit that does)")
+    return values
+
+
 _SECTIONS = {
     "features": FeatureConfig,
     "data": DataConfig,
@@ -283,19 +236,3 @@ _SECTIONS = {
     "model": ModelConfig,
     "train": TrainConfig,
 }
-
-
-@dataclass(frozen=True)
-class ExportDefaults:
-    """What `kws export` stores in a model for each detection setting not given as a flag: the settings
-    recommended for the shipped recipe, chosen on long validation audio (models/MODEL_CARD.md). This is the
-    one place to change them; `kws export` prints what it stored and where each value came from."""
-
-    threshold: float = 0.65
-    average_ms: float = 700.0
-    suppression_ms: float = 1000.0
-    sustained_ms: float = 0.0  # the slower rule: off
-    sustained_threshold: float = 0.65
-    peak_ms: float = 300.0
-    speeds: tuple[float, ...] = (1.0, 0.9, 1.1)
-    stream_steps: int = 5

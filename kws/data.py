@@ -56,12 +56,6 @@ def held_out_word(word: str, percent: float) -> bool:
     return hash_split(f"{word}_nohash_", 0.0, percent) == "testing"
 
 
-def kept_speaker(path: str | Path, percent: float) -> bool:
-    """Whether a training speaker is among the `percent` kept for a learning curve. The hash is salted so
-    that the speakers kept do not depend on the validation/testing split's own hash."""
-    return percent >= 100 or hash_split(f"learning-curve-{speaker_id(path)}_nohash_", 0.0, percent) == "testing"
-
-
 @dataclass(frozen=True)
 class Clip:
     path: Path
@@ -214,14 +208,11 @@ def _load_fixed(path: Path, features: FeatureConfig) -> np.ndarray | str:
 
 
 def _trained_on(clip: Clip, keywords: tuple[str, ...], config: DataConfig) -> bool:
-    """Whether a training clip is used: not from a held-out speaker, not a word kept for measuring what the
-    model does with words it never heard, and a command only from the speakers kept
-    (`keyword_speakers_percent`)."""
+    """Whether a training clip is used: not from a held-out speaker, and not a word kept for measuring what
+    the model does with words it never heard."""
     if speaker_id(clip.path) in config.held_out_speakers:
         return False
-    if clip.word in keywords:
-        return kept_speaker(clip.path, config.keyword_speakers_percent)
-    return not held_out_word(clip.word, config.held_out_words_percent)
+    return clip.word in keywords or not held_out_word(clip.word, config.held_out_words_percent)
 
 
 def load_split(index: DatasetIndex, split: str, keywords: tuple[str, ...], config: Config,
@@ -315,7 +306,8 @@ def fixed_examples(split: SplitAudio, config: Config) -> tuple[torch.Tensor, tor
     shares are the data set's usual 10% each, whatever a model trained with, so that accuracies of models
     trained with other shares are figures on the same clips."""
     generator = torch.Generator().manual_seed(0)
-    evaluation = DataConfig(keywords=config.data.keywords, validation_percent=config.data.validation_percent,
+    evaluation = DataConfig(keywords=config.data.keywords, unknown_percent=10.0, silence_percent=10.0,
+                            validation_percent=config.data.validation_percent,
                             testing_percent=config.data.testing_percent)
     examples = draw_examples(dataclasses.replace(split, unknown_weights=None), evaluation, generator)
     return make_batch(split, examples, config, generator)

@@ -167,16 +167,20 @@ def miss_causes(scores: StepScores, missed: tuple[Word, ...], settings: Detector
     after its end:
     - "never_scored": its label's step score never reached its threshold: the model did not hear it, and
       no smoothing or detector rule can recover it;
-    - "not_held": a step score reached it, its average over `average_ms` did not: the smoothing lost it
-      (short words, whose high scores last only a few steps);
+    - "not_held": a step score reached it, the detector's average over `average_ms` did not (at a step
+      where the detector compares it: none before its window is full): the smoothing lost it (short
+      words, whose high scores last only a few steps);
     - "suppressed": the average reached it too, but too soon after another event (suppression, or the
       label had not re-armed): the detector's rules lost it.
     The slower sustained rule, where set, is not replayed: a word it would have caught counts by the
     quick rule."""
-    window = max(1, int(round(settings.average_ms / 1000 / scores.step_s)))
-    total = np.cumsum(scores.probabilities, axis=0)
-    before = np.concatenate([np.zeros((window, total.shape[1])), total])[: len(total)]  # sum up to `window` ago
-    average = (total - before) / window  # each step's mean of the last `window` steps
+    # The detector's own average, replayed: NaN where its window is not yet full and nothing is compared.
+    detector = Detector(scores.labels, settings, scores.step_s)
+    average = np.full(scores.probabilities.shape, np.nan)  # [steps, n_labels]
+    for step, (time_s, p) in enumerate(zip(scores.times_s, scores.probabilities)):
+        detector.update(p, float(time_s))
+        if detector.smoothed_full:
+            average[step] = detector.smoothed
     causes = {label: dict.fromkeys(MISS_CAUSES, 0) for label in scores.keywords}
     for word in missed:
         label = scores.labels.index(word.label)

@@ -12,11 +12,11 @@ from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
 from kws.config import Config
 from kws.data import SPLITS, fixed_examples, load_split, scan
 from kws.errors import KwsError
-from kws.model import KeywordModel
+from kws.model import KeywordLSTM
 
 
 @torch.no_grad()
-def predict(model: KeywordModel, waveforms: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def predict(model: KeywordLSTM, waveforms: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """[clips, samples] -> clip logits [clips, n_labels], in eval mode."""
     was_training = model.training
     model.eval()

@@ -24,10 +24,11 @@ import torch
 from torch import nn
 
 import kws
+from edge.runtime import StreamScorer
 from kws.checkpoint import atomic_write, fsync, load_checkpoint, model_from_checkpoint, save_checkpoint
 from kws.config import Config
 from kws.errors import KwsError
-from kws.model import KeywordModel, clip_logits_from_frames, clip_steps, lookback_samples
+from kws.model import KeywordLSTM, clip_logits_from_frames, clip_steps
 
 TOLERANCE = 1e-3
 # Dynamic int8 quantization moves logits by up to ~0.3 on the shipped model (measured on 400 validation
@@ -48,7 +49,7 @@ class StreamLayout:
     @classmethod
     def of(cls, config: Config, steps: int) -> StreamLayout:
         f = config.features
-        context = f.fft_samples - f.hop_samples + lookback_samples(f, config.model)
+        context = f.fft_samples - f.hop_samples
         return cls(context, f.hop_samples * config.model.frame_stack, steps)
 
     @property
@@ -57,7 +58,7 @@ class StreamLayout:
 
 
 class WindowGraph(nn.Module):
-    def __init__(self, model: KeywordModel):
+    def __init__(self, model: KeywordLSTM):
         super().__init__()
         self.model = model
 
@@ -66,7 +67,7 @@ class WindowGraph(nn.Module):
 
 
 class StreamGraph(nn.Module):
-    def __init__(self, model: KeywordModel):
+    def __init__(self, model: KeywordLSTM):
         super().__init__()
         self.model = model
 
@@ -75,11 +76,11 @@ class StreamGraph(nn.Module):
 
 
 def state_shape_of(config: Config) -> tuple[int, int, int]:
-    """The streaming model's h and c: [layers, 1, hidden], the members' side by side in an ensemble."""
-    return config.model.num_layers, 1, config.model.members * config.model.hidden_size
+    """The streaming model's h and c: [layers, 1, hidden]."""
+    return config.model.num_layers, 1, config.model.hidden_size
 
 
-def weights_id(model: KeywordModel) -> str:
+def weights_id(model: KeywordLSTM) -> str:
     """A hash of the weights: written into both files of an export, so the runtime can tell a window model
     and a streaming model from different exports apart."""
     digest = hashlib.sha256()
@@ -89,7 +90,7 @@ def weights_id(model: KeywordModel) -> str:
     return digest.hexdigest()[:16]
 
 
-def metadata(config: Config, labels: tuple[str, ...], model: KeywordModel, layout: StreamLayout,
+def metadata(config: Config, labels: tuple[str, ...], model: KeywordLSTM, layout: StreamLayout,
              stream_file: str, detection: dict | None = None, speeds: tuple[float, ...] = (1.0,)) -> dict[str, str]:
     """Everything the device needs, as ONNX metadata_props (string values; JSON where structured)."""
     state_shape = list(state_shape_of(config))
@@ -130,13 +131,11 @@ def _export_graph(module: nn.Module, args: tuple, names: tuple[list, list], dyna
     atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
 
 
-def export_models(model: KeywordModel, config: Config, labels: tuple[str, ...], out: Path,
+def export_models(model: KeywordLSTM, config: Config, labels: tuple[str, ...], out: Path,
                   stream_steps: int = 1, detection: dict | None = None,
                   speeds: tuple[float, ...] = (1.0,)) -> tuple[Path, Path]:
     """Write the window model to `out` and the streaming model beside it (NAME.stream.onnx)."""
     model.eval()
-    if config.model.bidirectional:
-        raise KwsError("a bidirectional model cannot stream; train a unidirectional one to export it")
     layout = StreamLayout.of(config, stream_steps)
     stream_path = sibling(out, STREAM_SUFFIX)
     props = metadata(config, labels, model, layout, stream_path.name, detection, speeds)
@@ -156,7 +155,7 @@ class Parity:
     max_logit_diff: float  # window ONNX vs PyTorch
     argmax_mismatches: int
     stream_clips: int
-    max_stream_diff: float  # streaming ONNX fed in chunks vs PyTorch per-step logits
+    max_stream_diff: float  # streaming ONNX through the runtime's StreamScorer vs PyTorch per-step logits
     tolerance: float = TOLERANCE
     mismatch_share: float = 0.0  # of clips allowed another label than PyTorch's
 
@@ -185,37 +184,27 @@ def run_window(session, waveforms: np.ndarray, batch_size: int = 256) -> np.ndar
                            for i in range(0, len(waveforms), batch_size)])
 
 
-def run_stream(session, layout: StreamLayout, state_shape, audio: np.ndarray, lead_samples: int = 0) -> np.ndarray:
-    """Feed one clip [samples] in chunks from a zero state -> per-step logits [steps, n_labels]. `lead_samples`
-    zeros go first: the silence the window model hears before a clip (a convolution's reach)."""
-    audio = np.concatenate([np.zeros(lead_samples, audio.dtype), audio])
-    h = c = np.zeros(state_shape, np.float32)
-    outputs, start = [], 0
-    while start + layout.chunk_samples <= len(audio):
-        chunk = audio[None, start:start + layout.chunk_samples]
-        logits, h, c = session.run(["logits", "h_out", "c_out"], {"audio": chunk, "h": h, "c": c})
-        outputs.append(logits[0])
-        start += layout.steps * layout.step_samples
-    return np.concatenate(outputs)
-
-
-def verify(model: KeywordModel, config: Config, window_path: Path, stream_path: Path, waveforms: torch.Tensor,
+def verify(model: KeywordLSTM, config: Config, window_path: Path, stream_path: Path, waveforms: torch.Tensor,
            stream_clips: int = 32, tolerance: float | None = None, mismatch_share: float = 0.0) -> Parity:
-    """Compare both ONNX models with PyTorch on real clips; `tolerance` on logits, default TOLERANCE."""
-    with torch.no_grad():
-        frames = model(waveforms)  # [clips, steps, n_labels]
-    expected = clip_logits_from_frames(frames, config.model).numpy()
-    window = run_window(onnx_session(window_path), waveforms.numpy())
-    stream_session = onnx_session(stream_path)
-    stream_meta = json.loads(stream_session.get_modelmeta().custom_metadata_map["stream"])
-    layout = StreamLayout(stream_meta["context_samples"], stream_meta["step_samples"], stream_meta["steps"])
-    lead = lookback_samples(config.features, config.model)
-    stream_diff = 0.0
+    """Compare both ONNX models with PyTorch on real clips; `tolerance` on logits, default TOLERANCE. The
+    streaming model is run by the runtime's own StreamScorer, so what is verified is what a device runs."""
     n_stream = min(stream_clips, len(waveforms))
-    for i in range(n_stream):
-        steps = run_stream(stream_session, layout, stream_meta["state_shape"], waveforms[i].numpy(), lead)
-        reference = frames[i, : len(steps)].numpy()
-        stream_diff = max(stream_diff, float(np.abs(steps - reference).max()))
+    # The runtime starts as if after silence: its first step also hears `context` zeros before the clip.
+    # Their count comes from the config, not from the metadata the runtime reads: a layout that disagrees fails.
+    heard = nn.functional.pad(waveforms[:n_stream], (StreamLayout.of(config, steps=1).context_samples, 0))
+    with torch.no_grad():
+        expected = clip_logits_from_frames(model(waveforms), config.model).numpy()
+        reference = model(heard).numpy()  # [clips, steps, n_labels]
+    window = run_window(onnx_session(window_path), waveforms.numpy())
+    scorer = StreamScorer.from_onnx(window_path, stream_path)
+    stream_diff = 0.0
+    for clip, clip_reference in zip(waveforms[:n_stream].numpy(), reference):
+        scorer.reset()
+        steps = np.array(scorer.push(clip))  # [steps, n_labels]
+        if not len(steps):
+            raise KwsError(f"one streaming call takes more audio than a clip ({len(clip)} samples), so none "
+                           "could be checked; export with fewer --stream-steps")
+        stream_diff = max(stream_diff, float(np.abs(steps - clip_reference[: len(steps)]).max()))
     return Parity(
         clips=len(waveforms),
         max_logit_diff=float(np.abs(window - expected).max()),

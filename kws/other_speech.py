@@ -2,7 +2,7 @@
 
 A keyword model that has only heard its commands and three other words fires on most speech. This module
 turns a folder of other speech (sentences, isolated words, digits) into `_unknown_` training examples and
-into held-out audio for `kws.open_set`. The layout of `../shared/data/other_speech` (see its README), one
+into held-out audio for `kws.eval_open_set`. The layout of `../shared/data/other_speech` (see its README), one
 source per top folder:
 
 - `<source>/training|validation/<speaker>/*`: split by the folder (LibriSpeech); the validation

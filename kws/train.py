@@ -23,15 +23,15 @@ import torch.nn.functional as F
 import torchaudio
 from tqdm import tqdm
 
-from kws.augment import add_noise, augment_audio, mix_clips, perturb, room_and_microphone, spectral_features
+from kws.augment import augment_audio, mix_noise, perturb, spectral_features
 from kws.checkpoint import (atomic_write, load_checkpoint, model_from_checkpoint, remove_stale_temporaries,
                             save_checkpoint)
-from kws.config import UNKNOWN, Config
-from kws.data import (SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
+from kws.config import Config
+from kws.data import (DatasetIndex, SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
                       resolve_keywords, scan)
 from kws.errors import KwsError
 from kws.evaluate import EvalReport, predict
-from kws.model import KeywordLSTM, KeywordModel, clip_logits_from_frames, clip_steps
+from kws.model import KeywordLSTM, clip_logits_from_frames, clip_steps
 from kws.train_sequences import FIRST_KEYWORD, make_sequences, sequence_loss, window_max
 
 LAST, BEST = "last.pt", "best.pt"
@@ -73,46 +73,22 @@ def _normalisation(model: KeywordLSTM, audio: SplitAudio) -> tuple[torch.Tensor,
     return frames.mean(dim=0), frames.std(dim=0)
 
 
-def _distillation(logits: torch.Tensor, teacher_logits: torch.Tensor, config: Config) -> torch.Tensor:
-    """KL divergence from the teacher's label distribution to the model's, averaged over what is read (clips
-    or steps). Scaled by the temperature squared, so its gradient keeps its size whatever the temperature."""
-    temperature = config.train.distill_temperature
-    target = torch.log_softmax(teacher_logits / temperature, dim=-1)
-    predicted = torch.log_softmax(logits / temperature, dim=-1)
-    divergence = F.kl_div(predicted, target, reduction="none", log_target=True).sum(dim=-1)
-    return divergence.mean() * temperature**2
-
-
-def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator, teacher=None):
-    """Loss and (correct, counted) on single aligned clips; with mixup a clip counts for its larger share."""
-    waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator, audio.speech,
-                              negative=labels < 2)  # labels 0 and 1: _silence_ and _unknown_
-    if config.train.mixup_alpha:
-        waveforms, partner_labels, lam = mix_clips(waveforms, labels, config.train.mixup_alpha, generator)
+def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
+    """Loss and (correct, counted) on single aligned clips."""
+    waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
     features = spectral_features(model, waveforms, config.augment, config.features, generator)
     logits = clip_logits_from_frames(model.classify_frames(features), config.model)
-    smoothing = config.train.label_smoothing
-    if config.train.mixup_alpha:  # the target is the same blend of the two clips' labels
-        per_clip = [F.cross_entropy(logits, target, label_smoothing=smoothing, reduction="none")
-                    for target in (labels, partner_labels)]
-        loss = (lam * per_clip[0] + (1 - lam) * per_clip[1]).mean()
-        labels = torch.where(lam >= 0.5, labels, partner_labels)
-    else:
-        loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
-    if teacher is not None:  # the teacher hears the audio without the model's spectrogram masks
-        with torch.no_grad():
-            teacher_logits = teacher.clip_logits(waveforms)
-        loss = loss + config.train.distill_weight * _distillation(logits, teacher_logits, config)
+    loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
     return loss, int((logits.argmax(dim=1) == labels).sum()), len(labels)
 
 
-def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator, teacher=None):
+def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
     """Loss and (correct, counted) on clips placed in sequences; steps with one allowed label are counted."""
     window = clip_steps(config.features, config.model)
     clips = perturb(waveforms, config.augment, config.features, generator)
     batch = make_sequences(clips, labels, model.head.out_features, config, window, generator, audio.speech)
-    mixed = add_noise(batch.audio, audio.noise, config.augment, generator, audio.speech)
-    mixed = room_and_microphone(mixed, config.augment, config.features, generator)
+    mixed = mix_noise(batch.audio, audio.noise, config.augment.noise_probability, config.augment.noise_gain_max,
+                      generator)
     features = spectral_features(model, mixed, config.augment, config.features, generator)
     logits = window_max(model.classify_frames(features), window)
     allowed = batch.allowed[:, : logits.shape[1]]
@@ -120,17 +96,12 @@ def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, 
     if (batch.clip_labels >= 0).any():  # sequences that open with a whole clip also learn to classify it
         loss = loss + F.cross_entropy(logits[:, window - 1], batch.clip_labels,
                                       label_smoothing=config.train.label_smoothing)
-    if teacher is not None:  # every step as the runtime reads it: the teacher's scores where no word is
-        with torch.no_grad():
-            teacher_logits = window_max(teacher(mixed), window)
-        loss = loss + config.train.distill_weight * _distillation(logits, teacher_logits, config)
     single = allowed.sum(dim=2) == 1
     correct = allowed.gather(2, logits.argmax(dim=2, keepdim=True)).squeeze(2) & single
     return loss, int(correct.sum()), int(single.sum())
 
 
-def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int, progress: bool,
-                 teacher: KeywordModel | None = None):
+def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int, progress: bool):
     generator = _epoch_generator(config, epoch)
     examples = draw_examples(audio, config.data, generator)
     step = _sequence_step if config.train.sequence_ms else _clip_step
@@ -140,7 +111,7 @@ def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config,
                leave=False, disable=not progress, unit="batch")
     for batch in bar:
         waveforms, labels = make_batch(audio, batch, config, generator, training=True)
-        loss, batch_correct, counted = step(model, waveforms, labels, audio, config, generator, teacher)
+        loss, batch_correct, counted = step(model, waveforms, labels, audio, config, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip_norm)
@@ -194,60 +165,19 @@ def _start_state(run_dir: Path, config: Config, resume: bool) -> dict | None:
     return state
 
 
-def _checked_model(path: Path, config: Config, labels: tuple[str, ...], name: str, must_match,
-                   mismatch: str) -> tuple[KeywordModel, Config]:
-    """A trained model this run builds on (`name` says how, for messages): it must know this run's labels,
-    and every setting for which `must_match(setting)` holds must be this run's; `mismatch` says what to do
-    when not."""
-    model, model_config, model_labels = model_from_checkpoint(load_checkpoint(path), path)
-    if model_labels != labels:
-        raise KwsError(f"{name} {path} knows {', '.join(model_labels)}, but this run's labels are "
-                       f"{', '.join(labels)}; {mismatch}")
-    changed = [setting for setting in model_config.differences(config) if must_match(setting)]
-    if changed:
-        raise KwsError(f"{name} {path}: {', '.join(changed)} differ; {mismatch}")
-    return model, model_config
-
-
 def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """A trained model's weights to start from (fine-tuning), checked to be the same network with the same
     labels. Only the weights carry over: this run's dropout applies to them."""
-    # Rebuilding the start model checks its weights against its config; it also draws its own initial
-    # weights from the global generator, which keeps the runs that start here reproducible as before.
-    # Dropout is left free: fine-tuning may regularise more or less than the run it starts from. An ensemble
-    # is refused below, with its own advice.
-    start, start_config = _checked_model(
-        path, config, labels, "--init-from",
-        lambda setting: (setting.startswith(("model.", "features."))
-                         and setting not in ("model.dropout", "model.members")),
-        "fine-tune only the same network on the same words (or start without --init-from)")
-    if start_config.model.members > 1:
-        raise KwsError(f"{path} is an ensemble of {start_config.model.members} models; fine-tune one of its "
-                       "members and combine again")
+    start, start_config, start_labels = model_from_checkpoint(load_checkpoint(path), path)
+    advice = "fine-tune only the same network on the same words (or start without --init-from)"
+    if start_labels != labels:
+        raise KwsError(f"--init-from {path} knows {', '.join(start_labels)}, but this run's labels are "
+                       f"{', '.join(labels)}; {advice}")
+    changed = [setting for setting in start_config.differences(config)
+               if setting.startswith(("model.", "features.")) and setting != "model.dropout"]
+    if changed:
+        raise KwsError(f"--init-from {path}: {', '.join(changed)} differ; {advice}")
     return start.state_dict()
-
-
-def _load_teacher(path: Path, config: Config, labels: tuple[str, ...]) -> KeywordModel:
-    """The model whose step scores this run learns to follow: same labels, and the same audio steps."""
-    teacher, _ = _checked_model(
-        path, config, labels, "teacher",
-        lambda setting: setting.startswith("features.") or setting in ("model.frame_stack", "model.bidirectional"),
-        "a teacher needs this run's labels, features and frame stack")
-    teacher.eval()  # no dropout: the teacher's scores are the ones it gives in use
-    teacher.requires_grad_(False)
-    return teacher
-
-
-def _boost_hard_negatives(audio: SplitAudio, start: KeywordLSTM, boost: float, echo) -> SplitAudio:
-    """Draw the `_unknown_` clips that `start` takes for a keyword more often, in proportion to how sure it is."""
-    unknown = audio.unknown_indices
-    probabilities = torch.softmax(predict(start, audio.waveforms[unknown]), dim=1)  # [unknown clips, labels]
-    keyword = probabilities[:, FIRST_KEYWORD:].amax(dim=1)
-    weights = torch.ones(len(audio.labels)) if audio.unknown_weights is None else audio.unknown_weights.clone()
-    weights[unknown] *= 1 + boost * keyword
-    echo(f"hard negatives: {int((keyword > 0.5).sum())} of {len(unknown)} {UNKNOWN} training clips score a keyword "
-         f"above 0.5 with the starting model; drawn up to {1 + boost:g} times as often")
-    return dataclasses.replace(audio, unknown_weights=weights)
 
 
 def _hold_out_on_off_fold(config: Config, negatives: tuple, echo: Callable[[str], None]) -> Config:
@@ -270,99 +200,104 @@ def _hold_out_on_off_fold(config: Config, negatives: tuple, echo: Callable[[str]
     return dataclasses.replace(config, data=dataclasses.replace(config.data, held_out_speakers=held))
 
 
-def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
-          progress: bool = True, echo: Callable[[str], None] | None = None,
-          init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = (),
-          teacher: str | Path | None = None) -> TrainResult:
-    """Train from scratch, from the weights in `init_from` (fine-tuning), or on from `run_dir/last.pt`.
-    `negatives`: folders of other speech (kws.other_speech) whose training parts are added as unknown.
-    `teacher`: a checkpoint whose step scores the model also learns (with config.train.distill_weight)."""
-    echo = echo or (lambda line: print(line, flush=True))  # flushed: logs are often piped to a file
-    run_dir = Path(run_dir)
-    index = scan(data_dir, config.data)
+@dataclass
+class _Data:
+    """What a run trains and validates on."""
+
+    config: Config  # with the words and held-out speakers filled in
+    labels: tuple[str, ...]
+    train: SplitAudio
+    val_waveforms: torch.Tensor
+    val_labels: torch.Tensor
+    val_other: torch.Tensor | None  # validation other speech: clips that should be called silence or unknown
+    skipped: int
+
+
+def _resolve(config: Config, index: DatasetIndex, negatives: tuple[Path, ...], echo) -> Config:
+    """`config` with what the data decides: the words, and the speakers held out of training."""
     keywords = resolve_keywords(config.data.keywords, index.words)
+    if not index.clips_of("validation"):
+        raise KwsError(f"{index.root} has no validation clips: add validation_list.txt or more speakers")
+    if config.train.select_by == "open-set" and not negatives:
+        raise KwsError("--select-by open-set needs --negatives: the other speech whose validation part it rejects")
     # Store the words themselves, so the checkpoint and the exported model say which words they know.
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, keywords=keywords))
-    if config.data.on_off_fold >= 0:
-        config = _hold_out_on_off_fold(config, negatives, echo)
-    state = _start_state(run_dir, config, resume)
-    # A run killed while writing leaves a temporary beside the file it was replacing; the file itself is whole.
-    for name in (LAST, BEST, "metrics.json", "metrics.csv", "config.json"):
-        remove_stale_temporaries(run_dir / name)
-    labels = labels_for(keywords)
-    if state is not None and tuple(state["labels"]) != labels:
-        raise KwsError(f"{run_dir / LAST} has labels {state['labels']}, but this data gives {list(labels)}")
-    if 0 < config.train.sequence_ms <= config.features.clip_ms:
-        raise KwsError(f"--sequence-ms must be 0 (train on single clips) or longer than a clip "
-                       f"({config.features.clip_ms} ms)")
-    if not index.clips_of("validation"):
-        raise KwsError(f"{data_dir} has no validation clips: add validation_list.txt or more speakers")
-    if config.data.hard_negative_boost > 0 and init_from is None:
-        raise KwsError("--hard-negative-boost needs --init-from (also with --resume): the model whose mistakes "
-                       "are drawn more often")
-    if (teacher is None) != (config.train.distill_weight == 0):
-        raise KwsError("--teacher and --distill-weight go together: the model to learn from, and how much")
-    if config.train.select_by in ("open-set", "stream") and not negatives:
-        raise KwsError(f"--select-by {config.train.select_by} needs --negatives: the other speech whose "
-                       "validation part it rejects")
-    if config.augment.speech_noise_probability > 0 and not negatives:
-        raise KwsError("--speech-noise-probability needs --negatives: the other speech to play underneath")
-    if config.augment.speech_noise_on == "negatives" and config.augment.speech_noise_probability > 0 \
-            and config.train.sequence_ms > 0:
-        raise KwsError("--speech-noise-on negatives is for clip training: a training sequence holds commands and "
-                       "other words together")
+    return _hold_out_on_off_fold(config, negatives, echo) if config.data.on_off_fold >= 0 else config
 
-    started = time.monotonic()
+
+def _load_data(index: DatasetIndex, config: Config, negatives: tuple[Path, ...], echo) -> _Data:
+    keywords = config.data.keywords
     train_audio = load_split(index, "training", keywords, config)
-    val_other = None  # validation other speech: clips that should be called silence or unknown
+    val_other = None
     if negatives:
-        from kws.other_speech import WORD_MAX_S, add_other_speech
+        from kws.other_speech import add_other_speech
 
-        train_audio, val_other = add_other_speech(train_audio, tuple(map(Path, negatives)), config, echo)
-        if config.augment.speech_noise_probability > 0 and len(train_audio.speech) < 2 * config.features.clip_samples:
-            raise KwsError("--speech-noise-probability needs continuous speech (files over "
-                           f"{WORD_MAX_S} s) in the training part of --negatives; {', '.join(map(str, negatives))} "
-                           "holds too little")
-    if config.data.hard_negative_boost > 0:
-        start, _, _ = model_from_checkpoint(load_checkpoint(Path(init_from)), Path(init_from))
-        train_audio = _boost_hard_negatives(train_audio, start, config.data.hard_negative_boost, echo)
+        train_audio, other = add_other_speech(train_audio, negatives, config, echo)
+        val_other = torch.from_numpy(other.waveforms)
     val_audio = load_split(index, "validation", keywords, config)
     val_waveforms, val_labels = fixed_examples(val_audio, config)
-    selection = None  # the validation stream that picks best.pt with --select-by stream
-    if config.train.select_by == "stream":
-        from kws.train_selection import build_selection_stream, describe_figures, stream_figures
-
-        selection = build_selection_stream(val_audio, labels, config, val_other.waveforms, val_other.speech,
-                                           seed=config.train.seed + 1)
-        echo(f"selection stream: {selection.seconds / 60:.0f} min of validation audio, "
-             f"{sum(w.is_keyword for w in selection.words)} commands among other words and speech")
+    labels = labels_for(keywords)
     skipped = len(train_audio.skipped) + len(val_audio.skipped)
     echo(f"data: {len(train_audio.labels)} training and {len(val_audio.labels)} validation clips, "
          f"{len(train_audio.noise) / config.features.sample_rate:.0f} s of training noise, "
          f"{skipped} unreadable file(s) skipped; labels: {', '.join(labels)}")
+    return _Data(config, labels, train_audio, val_waveforms, val_labels, val_other, skipped)
 
+
+def _build_model(data: _Data, state: dict | None, run_dir: Path, init_from: Path | None, echo) -> KeywordLSTM:
+    """The last epoch's model when resuming; else fresh weights from the seed, or those of `init_from`."""
+    config = data.config
+    if state is not None:
+        if tuple(state["labels"]) != data.labels:
+            raise KwsError(f"{run_dir / LAST} has labels {state['labels']}, but this data gives {list(data.labels)}")
+        return model_from_checkpoint(state, run_dir / LAST)[0]
     torch.manual_seed(config.train.seed)  # the initial weights, too, come from the seed alone
-    model = KeywordLSTM(len(labels), config.features, config.model)
-    if state is None and init_from is not None:
-        model.load_state_dict(_initial_weights(Path(init_from), config, labels))
+    model = KeywordLSTM(len(data.labels), config.features, config.model)
+    if init_from is not None:
+        model.load_state_dict(_initial_weights(init_from, config, data.labels))
         echo(f"starting from the weights in {init_from}")
-    elif state is None:
-        model.set_normalisation(*_normalisation(model, train_audio))
     else:
-        model, _, _ = model_from_checkpoint(state, run_dir / LAST)
-    teacher_model = None
-    if teacher is not None:
-        teacher_model = _load_teacher(Path(teacher), config, labels)
-        echo(f"teacher: {teacher}, {teacher_model.parameter_count:,} parameters, KL weight "
-             f"{config.train.distill_weight:g} at temperature {config.train.distill_temperature:g}")
-        if state is not None and state.get("teacher") not in (None, str(teacher)):
-            raise KwsError(f"{run_dir / LAST} was trained with teacher {state['teacher']}; resume with the same one")
+        model.set_normalisation(*_normalisation(model, data.train))
+    return model
+
+
+def _validate(model: KeywordLSTM, data: _Data) -> dict:
+    """This epoch's validation figures; `score` is the one that picks best.pt."""
+    logits = predict(model, data.val_waveforms)
+    accuracy = float((logits.argmax(dim=1) == data.val_labels).float().mean())
+    row = {"val_loss": round(float(F.cross_entropy(logits, data.val_labels)), 5), "val_accuracy": round(accuracy, 5)}
+    score = accuracy
+    if data.val_other is not None:
+        rejected = float((predict(model, data.val_other).argmax(dim=1) < FIRST_KEYWORD).float().mean())
+        row["val_other_rejected"] = round(rejected, 5)
+        if data.config.train.select_by == "open-set":
+            score = (accuracy + rejected) / 2
+    return row | {"score": score, "accuracy": accuracy}
+
+
+def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
+          progress: bool = True, echo: Callable[[str], None] | None = None,
+          init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = ()) -> TrainResult:
+    """Train from scratch, from the weights in `init_from` (fine-tuning), or on from `run_dir/last.pt`.
+    `negatives`: folders of other speech (kws.other_speech) whose training parts are added as unknown."""
+    echo = echo or (lambda line: print(line, flush=True))  # flushed: logs are often piped to a file
+    run_dir = Path(run_dir)
+    started = time.monotonic()
+    negatives = tuple(map(Path, negatives))
+    index = scan(data_dir, config.data)
+    config = _resolve(config, index, negatives, echo)
+    state = _start_state(run_dir, config, resume)
+    # A run killed while writing leaves a temporary beside the file it was replacing; the file itself is whole.
+    for name in (LAST, BEST, "metrics.json", "metrics.csv", "config.json"):
+        remove_stale_temporaries(run_dir / name)
+    data = _load_data(index, config, negatives, echo)
+    model = _build_model(data, state, run_dir, None if init_from is None else Path(init_from), echo)
     size_kb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1024
     echo(f"model: KeywordLSTM, {model.parameter_count:,} parameters ({size_kb:.0f} KiB float32)")
     here = arithmetic()
     echo(f"arithmetic: {_describe(here)} (a run elsewhere gives other weights)")
 
-    steps_per_epoch = math.ceil(epoch_size(train_audio, config.data) / config.train.batch_size)
+    steps_per_epoch = math.ceil(epoch_size(data.train, config.data) / config.train.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.learning_rate,
                                   weight_decay=config.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps_per_epoch))
@@ -381,47 +316,33 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
 
     for epoch in range(start_epoch, config.train.epochs):
         epoch_start = time.monotonic()
-        train_loss, train_acc = _train_epoch(model, optimizer, scheduler, train_audio, config, epoch, progress,
-                                             teacher_model)
-        val_logits = predict(model, val_waveforms)
-        val_loss = float(F.cross_entropy(val_logits, val_labels))
-        val_acc = float((val_logits.argmax(dim=1) == val_labels).float().mean())
-        row = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_accuracy": round(train_acc, 5),
-               "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5)}
-        score = val_acc
-        if val_other is not None:
-            other_logits = predict(model, torch.from_numpy(val_other.waveforms))
-            rejected = float((other_logits.argmax(dim=1) < FIRST_KEYWORD).float().mean())
-            row["val_other_rejected"] = round(rejected, 5)
-            if config.train.select_by == "open-set":
-                score = (val_acc + rejected) / 2
-        if selection is not None:
-            row.update(stream_figures(model, selection, labels, config))
-            score = row["val_stream_figure"]
-        history.append({**row, "learning_rate": scheduler.get_last_lr()[0],
+        train_loss, train_acc = _train_epoch(model, optimizer, scheduler, data.train, config, epoch, progress)
+        figures = _validate(model, data)
+        score, val_acc = figures.pop("score"), figures.pop("accuracy")
+        history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_accuracy": round(train_acc, 5),
+                        **figures, "learning_rate": scheduler.get_last_lr()[0],
                         "seconds": round(time.monotonic() - epoch_start, 1)})
         improved = score > best
         if improved:
             best, best_accuracy = score, val_acc
-        checkpoint = {"config": config.to_dict(), "labels": list(labels), "model": model.state_dict(),
+        checkpoint = {"config": config.to_dict(), "labels": list(data.labels), "model": model.state_dict(),
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "epoch": epoch + 1, "best_score": best, "best_accuracy": best_accuracy, "history": history,
-                      "parameter_count": model.parameter_count, "arithmetic": here,
-                      "teacher": None if teacher is None else str(teacher)}
+                      "parameter_count": model.parameter_count, "arithmetic": here}
         if improved:
             save_checkpoint(run_dir / BEST, checkpoint)
         save_checkpoint(run_dir / LAST, checkpoint)  # last, so a resume never lacks the best it recorded
         _write_metrics(run_dir, history)
-        other = f"  other speech rejected {100 * row['val_other_rejected']:5.2f}%" if val_other is not None else ""
-        if selection is not None:
-            other += describe_figures(row)
+        other = (f"  other speech rejected {100 * figures['val_other_rejected']:5.2f}%"
+                 if "val_other_rejected" in figures else "")
         echo(f"epoch {epoch + 1:>3}/{config.train.epochs}  loss {train_loss:.3f}  acc {100 * train_acc:5.2f}%  |  "
-             f"val loss {val_loss:.3f}  acc {100 * val_acc:5.2f}%{other}{'  *' if improved else ''}  "
+             f"val loss {figures['val_loss']:.3f}  acc {100 * val_acc:5.2f}%{other}{'  *' if improved else ''}  "
              f"({history[-1]['seconds']:.0f} s)")
 
     atomic_write(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config.to_dict(), indent=2)))
     best_model, _, _ = model_from_checkpoint(load_checkpoint(run_dir / BEST), run_dir / BEST)
-    report = EvalReport.from_predictions(predict(best_model, val_waveforms).argmax(dim=1), val_labels, labels)
+    report = EvalReport.from_predictions(predict(best_model, data.val_waveforms).argmax(dim=1), data.val_labels,
+                                         data.labels)
     echo(f"done in {time.monotonic() - started:.0f} s; best validation accuracy {100 * best_accuracy:.2f}% "
          f"({run_dir / BEST}, chosen by {config.train.select_by})\n{report.table()}")
-    return TrainResult(run_dir, best_accuracy, config.train.epochs, model.parameter_count, skipped, report)
+    return TrainResult(run_dir, best_accuracy, config.train.epochs, model.parameter_count, data.skipped, report)

@@ -83,25 +83,30 @@ def tiny_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("tiny_data"))
 
 
+def tone_model_config(hidden_size: int, epochs: int):
+    """Settings that learn the tone words in seconds: three frames per step, few other words, every one alike
+    (the committed tests/data/tiny model is one of these: tools/make_test_model.py)."""
+    from kws.config import Config, DataConfig, ModelConfig, TrainConfig
+
+    return Config(data=DataConfig(unknown_percent=10.0, unknown_weighting="clip"),
+                  model=ModelConfig(hidden_size=hidden_size, frame_stack=3, dropout=0.0),
+                  train=TrainConfig(epochs=epochs, batch_size=16, learning_rate=1e-2, warmup_epochs=0.5))
+
+
 @pytest.fixture
 def tiny_config():
-    from kws.config import Config, ModelConfig, TrainConfig
-
-    return Config(model=ModelConfig(hidden_size=24, dropout=0.0),
-                  train=TrainConfig(epochs=3, batch_size=16, learning_rate=1e-2, warmup_epochs=0.5))
+    return tone_model_config(hidden_size=24, epochs=3)
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory, tiny_data):
     """A small model trained on the tone words and exported with int8 copies: (report, checkpoint path)."""
-    from kws.config import Config, ModelConfig, TrainConfig
     from kws.export import export_checkpoint
     from kws.train import train
 
     root = tmp_path_factory.mktemp("tiny_export")
-    config = Config(model=ModelConfig(hidden_size=32, dropout=0.0),
-                    train=TrainConfig(epochs=12, batch_size=16, learning_rate=1e-2, warmup_epochs=0.5))
-    train(tiny_data, root / "run", config, progress=False, echo=lambda line: None)
+    train(tiny_data, root / "run", tone_model_config(hidden_size=32, epochs=12), progress=False,
+          echo=lambda line: None)
     report = export_checkpoint(root / "run" / "best.pt", root / "models" / "kws.onnx", tiny_data, int8=True)
     return report, root / "run" / "best.pt"
 

@@ -145,7 +145,7 @@ def test_every_option_of_every_command_says_what_it_does_and_its_allowed_values(
 
     parser = build_parser()
     options = list(_options(parser))
-    assert len(options) > 80
+    assert len(options) > 60  # every command, so that a new one is checked too
     for command, action in options:
         where = (command, action.option_strings or action.dest)
         text = re.sub(r"\(default: [^)]*\)", "", action.help or "")
@@ -158,10 +158,8 @@ def test_every_option_of_every_command_says_what_it_does_and_its_allowed_values(
         assert subparser.description, name
 
 
-@pytest.mark.parametrize("flag, allowed", [("--front-end", ["mfcc", "log-mel"]),
-                                           ("--select-by", ["accuracy", "open-set", "stream"]),
-                                           ("--unknown-weighting", ["clip", "source"]),
-                                           ("--speech-noise-on", ["all", "negatives"])])
+@pytest.mark.parametrize("flag, allowed", [("--select-by", ["accuracy", "open-set"]),
+                                           ("--unknown-weighting", ["clip", "source"])])
 def test_the_allowed_values_are_in_help_not_only_in_errors(flag, allowed, tmp_path, capsys):
     from kws.cli import build_parser
 

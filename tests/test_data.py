@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from kws.config import Config, DataConfig
-from kws.data import (draw_examples, fixed_examples, hash_split, kept_speaker, labels_for, load_audio, load_split,
+from kws.data import (draw_examples, fixed_examples, hash_split, labels_for, load_audio, load_split,
                       make_batch, resolve_keywords, scan, speaker_id)
 from kws.errors import KwsError
 
@@ -125,22 +125,3 @@ def test_unreadable_audio_is_a_clear_error(tmp_path, content):
         load_audio(path, 16000)
 
 
-def test_keyword_speakers_percent_keeps_whole_nested_speakers_and_every_other_word(tiny_data):
-    index, keywords = scan(tiny_data), ("yes", "no", "stop")
-    commands = [c.path for c in index.clips_of("training") if c.word in keywords]
-
-    loaded = {percent: load_split(index, "training", keywords,  # each share decoded once
-                                  Config(data=DataConfig(keyword_speakers_percent=percent)))
-              for percent in (50, 75, 100)}
-    for percent in (50, 75):
-        kept = [path for path in commands if kept_speaker(path, percent)]
-        assert 0 < len(kept) < len(commands)
-        assert len(loaded[percent].keyword_indices) == len(kept)
-    half = {speaker_id(path) for path in commands if kept_speaker(path, 50)}
-    assert half < {speaker_id(path) for path in commands if kept_speaker(path, 75)}  # nested shares
-    assert all(kept_speaker(path, 50) == (speaker_id(path) in half) for path in commands)  # whole speakers
-    assert len(loaded[50].unknown_indices) == len(loaded[100].unknown_indices)  # other words are never thinned
-    validation = load_split(index, "validation", keywords, Config(data=DataConfig(keyword_speakers_percent=50)))
-    assert len(validation.labels) == len(load_split(index, "validation", keywords, Config()).labels)
-    with pytest.raises(KwsError, match="keyword_speakers_percent"):
-        DataConfig(keyword_speakers_percent=0)

@@ -91,6 +91,23 @@ def test_each_miss_is_put_down_to_the_model_the_smoothing_or_the_detector():
     assert causes["go"] == {"never_scored": 0, "not_held": 0, "suppressed": 1}
 
 
+@pytest.mark.parametrize("first_step", [0, 60])  # the stream's first step (the average not yet full), and later
+def test_a_miss_is_not_held_exactly_when_the_detector_s_own_average_gives_no_event(first_step):
+    """"yes" scored 0.95 for `held` steps, alone: the detector fires once it is held for its whole 90 ms
+    average (3 steps) and compares nothing before that window is full; "not_held" says the same of it."""
+    yes = LABELS.index("yes")
+    for held in range(1, 6):
+        scores = _scores([], seconds=4.0)
+        scores.probabilities[first_step:first_step + held] = 0.01
+        scores.probabilities[first_step:first_step + held, yes] = 0.95
+        word = Word("yes", scores.times_s[first_step] - STEP_S, scores.times_s[first_step + held - 1])
+        fired = bool(detect(scores, scores.settings))
+        assert fired == (held >= 3), held
+        # taken for a miss whether it fired or not: the average reached the threshold exactly when it fired
+        assert miss_causes(scores, (word,), scores.settings)["yes"] == \
+            {"never_scored": 0, "not_held": int(not fired), "suppressed": int(fired)}, held
+
+
 @pytest.mark.parametrize("budget", [0.0, 60.0, 600.0])
 def test_calibration_meets_its_budget_on_its_negative_audio(budget):
     rng = np.random.default_rng(0)

@@ -6,11 +6,12 @@ import onnx
 import pytest
 import torch
 
+from edge.runtime import StreamScorer, read_model_info
 import kws.export
 from kws.checkpoint import load_checkpoint, model_from_checkpoint
 from kws.cli import main
 from kws.data import fixed_examples, load_split, scan
-from kws.export import StreamLayout, export_checkpoint, onnx_session, run_stream, run_window
+from kws.export import export_checkpoint, onnx_session, run_window
 
 
 def _meta(path) -> dict:
@@ -43,17 +44,21 @@ def test_onnx_matches_pytorch_on_clips(tiny_export, tiny_data):
     model, config, labels = model_from_checkpoint(load_checkpoint(checkpoint))
     waveforms, _ = fixed_examples(load_split(scan(tiny_data), "validation", labels[2:], config), config)
     with torch.no_grad():
-        frames = model(waveforms)
         expected = model.clip_logits(waveforms).numpy()
+        # the runtime starts as if after silence: PyTorch hears the same context of zeros before each clip
+        heard = model(torch.nn.functional.pad(waveforms[:4], (352, 0))).numpy()  # [clips, steps, n_labels]
     assert np.abs(run_window(onnx_session(report.window), waveforms.numpy()) - expected).max() < 1e-3
-    stream = json.loads(_meta(report.stream)["stream"])
-    layout = StreamLayout(stream["context_samples"], stream["step_samples"], stream["steps"])
-    assert (layout.context_samples, layout.step_samples) == (352, 480)
-    session = onnx_session(report.stream)
-    for i in range(4):
-        steps = run_stream(session, layout, stream["state_shape"], waveforms[i].numpy())
-        assert steps.shape == (32, 5)
-        assert np.abs(steps - frames[i].numpy()).max() < 1e-3
+    info = read_model_info(report.window)
+    step_samples = config.model.frame_stack * 160  # a step is frame_stack hops of 10 ms
+    assert (info.stream["context_samples"], info.stream["step_samples"]) == (352, step_samples)
+    scorer = StreamScorer.from_onnx(report.window, report.stream)
+    for clip, reference in zip(waveforms[:4].numpy(), heard):
+        for chunk in (16000, step_samples, 1000, 37):  # the whole clip, one step's audio, sizes that cut steps
+            scorer.reset()
+            steps = np.array([step for start in range(0, len(clip), chunk)
+                              for step in scorer.push(clip[start:start + chunk])])
+            assert steps.shape == reference.shape == (100 // config.model.frame_stack, 5)  # 100 frames of 10 ms
+            assert np.abs(steps - reference).max() < 1e-3, chunk
 
 
 def test_int8_copies(tiny_export):
@@ -116,41 +121,40 @@ def test_export_refuses_to_replace_a_model_without_force(tiny_export, tiny_data,
     assert Recognizer.from_onnx(shipped / "kws.onnx").speeds == (1.0, 0.9, 1.1)
 
 
-def test_export_stores_the_recommended_detection_settings_unless_told_and_says_which(tiny_export, tiny_data,
-                                                                                   tmp_path, capsys, monkeypatch):
-    """No detection flag: the model gets kws.config.ExportDefaults (one place to change them), and the
-    command says what it stored; a flag changes its own setting only."""
-    import kws.cli
-    from kws.config import ExportDefaults
+def test_export_stores_the_recipes_detection_settings_unless_told_and_says_which(tiny_export, tiny_data,
+                                                                                 tmp_path, capsys):
+    """No detection flag: the model gets the shipped recipe's settings (kws/recipes/default.toml, the one place
+    to change them), and the command says what it stored; a flag changes its own setting only, and a
+    --recipe of one's own gives its settings."""
+    from kws.recipe import default_export_settings
 
     _, checkpoint = tiny_export
-    recommended = ExportDefaults()
+    shipped = default_export_settings()
     base = ["export", "--checkpoint", str(checkpoint), "--data", str(tiny_data), "--verify-clips", "4"]
     assert main([*base, "--out", str(tmp_path / "plain" / "kws.onnx")]) == 0
     meta = _meta(tmp_path / "plain" / "kws.onnx")
     detection = json.loads(meta["detection"])
-    assert {k: detection[k] for k in ("threshold", "average_ms", "suppression_ms", "peak_ms", "sustained_ms",
-                                      "sustained_threshold")} == {
-        "threshold": recommended.threshold, "average_ms": recommended.average_ms,
-        "suppression_ms": recommended.suppression_ms, "peak_ms": recommended.peak_ms,
-        "sustained_ms": recommended.sustained_ms, "sustained_threshold": recommended.sustained_threshold}
-    assert tuple(json.loads(meta["speeds"])) == recommended.speeds
-    assert json.loads(meta["stream"])["steps"] == recommended.stream_steps
+    names = ("threshold", "average_ms", "suppression_ms", "peak_ms", "sustained_ms", "sustained_threshold")
+    assert {k: detection[k] for k in names} == {k: shipped[k] for k in names}
+    assert json.loads(meta["speeds"]) == shipped["speeds"]
+    assert json.loads(meta["stream"])["steps"] == shipped["stream_steps"]
     (stored,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stored:")]
-    assert f"threshold {recommended.threshold:g} on a {recommended.average_ms:g} ms average" in stored
-    assert "(recommended, kws.config.ExportDefaults)" in stored
+    assert f"threshold {shipped['threshold']:g} on a {shipped['average_ms']:g} ms average" in stored
+    assert "(from the shipped recipe, kws/recipes/default.toml)" in stored
 
     assert main([*base, "--out", str(tmp_path / "told" / "kws.onnx"), "--threshold", "0.7", "--speeds", "1"]) == 0
     told = _meta(tmp_path / "told" / "kws.onnx")
     assert json.loads(told["detection"])["threshold"] == 0.7 and json.loads(told["speeds"]) == [1.0]
-    assert json.loads(told["detection"])["average_ms"] == recommended.average_ms
+    assert json.loads(told["detection"])["average_ms"] == shipped["average_ms"]
     (stored,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stored:")]
-    assert "threshold 0.7 " in stored and "from --threshold, --speeds; the rest recommended" in stored
+    assert "threshold 0.7 " in stored and "from --threshold, --speeds; the rest from the shipped recipe" in stored
 
-    monkeypatch.setattr(kws.cli, "_EXPORTED", ExportDefaults(threshold=0.55, speeds=(1.0, 0.95)))
-    assert main([*base, "--out", str(tmp_path / "changed" / "kws.onnx")]) == 0
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text("[export]\nthreshold = 0.55\nspeeds = [1, 0.95]\n")
+    assert main([*base, "--recipe", str(recipe), "--out", str(tmp_path / "changed" / "kws.onnx")]) == 0
     changed = _meta(tmp_path / "changed" / "kws.onnx")
     assert json.loads(changed["detection"])["threshold"] == 0.55 and json.loads(changed["speeds"]) == [1.0, 0.95]
+    assert json.loads(changed["detection"])["average_ms"] == shipped["average_ms"]  # not in it: the shipped one
 
 
 def test_export_bad_paths(tiny_export, tiny_data, tmp_path, capsys):
@@ -192,6 +196,11 @@ def test_a_streaming_model_from_another_export_is_refused(tiny_export, tiny_data
         Recognizer.from_onnx(mixed / "kws.onnx")
     shutil.copy(report.stream, mixed / "kws.stream.onnx")
     assert Recognizer.from_onnx(mixed / "kws.onnx").streaming
+    # the export's own check tells the pair apart by its numbers: the window model agrees, the stream does not
+    model, config, labels = model_from_checkpoint(load_checkpoint(checkpoint))
+    waveforms, _ = fixed_examples(load_split(scan(tiny_data), "validation", labels[2:], config), config)
+    parity = kws.export.verify(model, config, report.window, other.stream, waveforms[:4])
+    assert parity.max_logit_diff < 1e-3 and parity.max_stream_diff > 1e-2 and not parity.ok
 
 
 def test_atomic_write_flushes_the_file_and_the_rename(tmp_path, monkeypatch):

@@ -158,9 +158,6 @@ def test_training_with_other_speech_from_the_command_line(tmp_path, tiny_data):
     assert state["config"]["data"]["unknown_weighting"] == "source"
     assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "bad"), "--negatives",
                  str(tmp_path / "missing"), "--epochs", "1"]) == 2
-    # hard negatives are the starting model's mistakes: without a starting model there are none
-    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "bad2"), "--negatives", str(other),
-                 "--epochs", "1", "--hard-negative-boost", "4"]) == 2
 
 
 def test_best_epoch_chosen_by_open_set_figure(tmp_path, tiny_data, tiny_config):
@@ -184,54 +181,3 @@ def test_best_epoch_chosen_by_open_set_figure(tmp_path, tiny_data, tiny_config):
     assert result.best_accuracy == pytest.approx(history[best["epoch"] - 1]["val_accuracy"], abs=1e-4)
     with pytest.raises(KwsError, match="needs --negatives"):
         train(tiny_data, tmp_path / "run2", config, progress=False, echo=lambda line: None)
-
-
-def test_hard_negatives_are_the_unknown_clips_the_starting_model_takes_for_keywords(tiny_export, tiny_data):
-    from kws.checkpoint import load_checkpoint, model_from_checkpoint
-    from kws.train import _boost_hard_negatives
-
-    from conftest import WORD_TONES, tone_clip
-
-    start, config, labels = model_from_checkpoint(load_checkpoint(tiny_export[1]), tiny_export[1])
-    audio = load_split(scan(tiny_data), "training", labels[2:], config)
-    # an "other word" that is in fact the keyword "yes": the model fires on it, so it is a hard negative
-    planted = torch.from_numpy(tone_clip(np.random.default_rng(5), *WORD_TONES["yes"]))
-    audio = dataclasses.replace(audio, waveforms=torch.cat([audio.waveforms, planted[None]]),
-                                labels=torch.cat([audio.labels, torch.tensor([1])]))
-    lines = []
-    boosted = _boost_hard_negatives(audio, start, 9.0, lines.append)
-    weights = boosted.unknown_weights[boosted.unknown_indices]
-    assert weights.min() >= 1.0 and weights.max() <= 10.0
-    assert int(weights.argmax()) == len(weights) - 1 and weights[-1] > 5.0  # the planted clip leads
-    assert "hard negatives: " in lines[0]
-    assert torch.equal(boosted.unknown_weights[boosted.keyword_indices], torch.ones(len(boosted.keyword_indices)))
-
-
-def test_speech_underneath_trains_both_steps_and_needs_continuous_speech(tmp_path, tiny_data, tiny_config):
-    import shutil
-
-    import pytest
-
-    from kws.checkpoint import load_checkpoint
-    from kws.errors import KwsError
-    from kws.train import train
-
-    other = make_other_speech(tmp_path / "other")
-    config = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, epochs=1),
-                                 augment=dataclasses.replace(tiny_config.augment, speech_noise_probability=0.5))
-    train(tiny_data, tmp_path / "clips", config, progress=False, echo=lambda line: None, negatives=(other,))
-    sequences = dataclasses.replace(config, train=dataclasses.replace(config.train, sequence_ms=2000))
-    train(tiny_data, tmp_path / "tuned", sequences, progress=False, echo=lambda line: None, negatives=(other,))
-    assert load_checkpoint(tmp_path / "tuned" / "best.pt")["config"]["augment"]["speech_noise_probability"] == 0.5
-
-    with pytest.raises(KwsError, match="needs --negatives"):
-        train(tiny_data, tmp_path / "alone", config, progress=False, echo=lambda line: None)
-    negatives_only = dataclasses.replace(config,
-                                         augment=dataclasses.replace(config.augment, speech_noise_on="negatives"))
-    train(tiny_data, tmp_path / "quiet", negatives_only, progress=False, echo=lambda line: None, negatives=(other,))
-    with pytest.raises(KwsError, match="clip training"):
-        train(tiny_data, tmp_path / "sequences", dataclasses.replace(negatives_only, train=sequences.train),
-              progress=False, echo=lambda line: None, negatives=(other,))
-    shutil.rmtree(other / "librispeech")  # only isolated words left: nothing to play underneath
-    with pytest.raises(KwsError, match="continuous speech"):
-        train(tiny_data, tmp_path / "words", config, progress=False, echo=lambda line: None, negatives=(other,))

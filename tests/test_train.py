@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import kws.train
-from kws.augment import mix_clips
 from kws.checkpoint import load_checkpoint
 from kws.errors import KwsError
 from kws.evaluate import evaluate_checkpoint
@@ -29,31 +28,6 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tiny_data, tiny_config, 
     assert {**state["config"], "data": {**state["config"]["data"], "keywords": None}} == tiny_config.to_dict()
     assert state["labels"] == ["_silence_", "_unknown_", "yes", "no", "stop"]
     assert not list((tmp_path / "run").glob("*.tmp"))
-
-
-@pytest.mark.parametrize("setting", [{"mel_masks": 2}, {"vocal_tract_warp": 0.1}])
-def test_spectral_augmentation_trains_both_steps(tiny_data, tiny_config, tmp_path, setting):
-    config = dataclasses.replace(tiny_config, augment=dataclasses.replace(tiny_config.augment, **setting),
-                                 train=dataclasses.replace(tiny_config.train, epochs=1))
-    train(tiny_data, tmp_path / "clips", config, progress=False, echo=_quiet)
-    sequences = dataclasses.replace(config, train=dataclasses.replace(config.train, sequence_ms=2000))
-    train(tiny_data, tmp_path / "tuned", sequences, progress=False, echo=_quiet)
-    stored = load_checkpoint(tmp_path / "tuned" / "best.pt")["config"]["augment"]
-    assert {name: stored[name] for name in setting} == setting
-
-
-def test_mixup_mixes_clips_and_labels_alike_and_trains(tiny_data, tiny_config, tmp_path):
-    # clip i is the constant i and has label i, so each mix can be checked against its partner's label
-    waveforms, labels = torch.arange(6.0)[:, None].expand(6, 100), torch.arange(6)
-    mixed, partner_labels, lam = mix_clips(waveforms, labels, 0.3, torch.Generator().manual_seed(0))
-    assert sorted(partner_labels.tolist()) == labels.tolist() and ((lam >= 0) & (lam <= 1)).all()
-    expected = lam[:, None] * waveforms + (1 - lam[:, None]) * partner_labels[:, None].float()
-    assert torch.allclose(mixed, expected, atol=1e-5)
-    config = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, mixup_alpha=0.3))
-    train(tiny_data, tmp_path / "mixed", config, progress=False, echo=_quiet)
-    assert load_checkpoint(tmp_path / "mixed" / "best.pt")["config"]["train"]["mixup_alpha"] == 0.3
-    with pytest.raises(KwsError, match="mixup_alpha"):
-        dataclasses.replace(config.train, sequence_ms=2000)
 
 
 def test_resume_matches_an_uninterrupted_run(tiny_data, tiny_config, tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ def test_loud_bounds_find_the_word_and_nothing_in_silence():
 
 
 def test_step_windows_are_a_clip_wide_and_end_where_the_step_ends():
-    config = Config()
+    config = Config(model=ModelConfig(frame_stack=3))
     window = clip_steps(config.features, config.model)
     start, end = step_windows(40, config.features, config.model, window)
     assert window == 32
@@ -166,9 +166,11 @@ def test_sequence_training_lowers_the_loss(tiny_data, tiny_config, tmp_path):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
-def test_a_sequence_shorter_than_two_clips_is_refused(tiny_data, tiny_config, tmp_path):
+def test_a_sequence_shorter_than_two_clips_is_refused(tiny_data, tmp_path, capsys):
+    from kws.cli import main
     from kws.errors import KwsError
 
-    config = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, sequence_ms=800))
     with pytest.raises(KwsError, match="longer than a clip"):
-        train(tiny_data, tmp_path / "run", config, progress=False, echo=lambda line: None)
+        Config(train=TrainConfig(sequence_ms=800))
+    assert main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--sequence-ms", "800"]) == 2
+    assert "longer than a clip" in capsys.readouterr().err

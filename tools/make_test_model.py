@@ -34,16 +34,14 @@ def make(out: Path) -> str:
     import torch
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import make_dataset
+    from conftest import make_dataset, tone_model_config
 
-    from kws.config import Config, ModelConfig, TrainConfig
     from kws.export import export_checkpoint
     from kws.train import train
 
     torch.manual_seed(0)
     torch.set_num_threads(1)  # the same arithmetic on every machine that runs it
-    config = Config(model=ModelConfig(hidden_size=32, dropout=0.0),
-                    train=TrainConfig(epochs=12, batch_size=16, learning_rate=1e-2, warmup_epochs=0.5))
+    config = tone_model_config(hidden_size=32, epochs=12)
     with tempfile.TemporaryDirectory() as work:
         data = make_dataset(Path(work) / "data")
         train(data, Path(work) / "run", config, progress=False, echo=lambda line: None)

@@ -1,0 +1,88 @@
+"""The shipped recipe (kws/recipes/default.toml) is the shipped model's, and `--recipe` reads it as flags."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from kws.cli import _export_settings, _parse, _train_config, main
+from kws.config import Config
+from kws.errors import KwsError
+from kws.recipe import load_recipe
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def _recipe_config(step: str, *flags: str) -> Config:
+    return _train_config(_parse(["train", "--recipe", "default", "--step", step, *flags]))
+
+
+def _as_trained(config: Config, stored: Config) -> Config:
+    """`config` with what a run fills in from the data: the words, and the speakers it held out."""
+    return dataclasses.replace(config, data=dataclasses.replace(
+        config.data, keywords=stored.data.keywords, held_out_speakers=stored.data.held_out_speakers))
+
+
+def test_the_recipe_gives_exactly_the_shipped_models_settings():
+    stored = Config.from_dict(torch.load(MODELS / "kws.pt", weights_only=True)["config"])
+    assert _as_trained(_recipe_config("tuned"), stored).differences(stored) == []
+    # step 1 differs from step 2 in the settings step 2 names, and nowhere else
+    recipe = load_recipe("default")
+    clips = _as_trained(_recipe_config("clips"), stored)
+    named = {"sequence_ms", "level_db", "label_smoothing", "learning_rate", "epochs", "unknown_percent",
+             "speech_gaps", "select_by"}
+    assert {name.split(".")[1] for name in clips.differences(stored)} <= named
+    assert set(recipe.steps["tuned"]) - {"out", "init_from"} == named
+
+
+def test_the_recipes_export_settings_are_the_shipped_models():
+    meta = {p.key: p.value for p in onnx.load(str(MODELS / "kws.onnx"), load_external_data=False).metadata_props}
+    detection, speeds, steps, _ = _export_settings(_parse(["export", "--recipe", "default"]))
+    assert detection == json.loads(meta["detection"])
+    assert list(speeds) == json.loads(meta["speeds"]) and steps == json.loads(meta["stream"])["steps"]
+
+
+def test_flags_win_over_the_recipe():
+    args = _parse(["train", "--recipe", "default", "--step", "clips", "--seed", "1", "--on-off-fold", "1",
+                   "--out", "elsewhere"])
+    config = _train_config(args)
+    assert (config.train.seed, config.data.on_off_fold, args.out) == (1, 1, Path("elsewhere"))
+    assert config.data.unknown_percent == 40 and args.negatives == [Path("runs/negatives")]  # the recipe's
+
+
+@pytest.mark.parametrize("text, error", [
+    ('[train]\nsed = 1\n', "'sed' is not a `kws train` setting"),
+    ('[train]\nseed = "one"\n', "seed = 'one'"),
+    ('[train]\nseed = 1\n[steps.a]\nout = "x"\n[other]\n', "tables [train], [steps.NAME] and [export] only"),
+    ('[train\n', "is not valid TOML"),
+])
+def test_a_bad_recipe_is_one_line_and_exit_2(tmp_path, capsys, text, error):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(text if "steps" in text else text + '[steps.a]\nout = "x"\n')
+    assert main(["train", "--recipe", str(recipe), "--step", "a", "--data", "d"]) == 2
+    err = capsys.readouterr().err
+    assert error in err and err.count("\n") == 1
+
+
+def test_steps_and_recipes_that_do_not_exist_are_named(capsys):
+    assert main(["train", "--recipe", "default", "--step", "third"]) == 2
+    assert "trains in steps clips, tuned" in capsys.readouterr().err
+    assert main(["train", "--step", "clips", "--data", "d", "--out", "o"]) == 2
+    assert "give the recipe too" in capsys.readouterr().err
+    assert main(["train", "--recipe", "nonesuch", "--step", "a"]) == 2
+    assert "shipped recipes: default" in capsys.readouterr().err
+    assert main(["train", "--data", "d"]) == 2
+    assert "needs --out" in capsys.readouterr().err
+
+
+def test_settings_of_retired_experiments_load_when_off_and_are_refused_when_on():
+    stored = Config().to_dict()
+    stored["train"] |= {"mixup_alpha": 0.0, "distill_temperature": 2.0}  # off, and a value that only mattered with it
+    stored["model"] |= {"members": 1, "bidirectional": False}
+    assert Config.from_dict(stored) == Config()
+    stored["train"]["mixup_alpha"] = 0.3
+    with pytest.raises(KwsError, match="train.mixup_alpha = 0.3: an experiment this version no longer has"):
+        Config.from_dict(stored)
