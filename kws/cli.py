@@ -31,6 +31,7 @@ _OVERRIDES = {
     "noise_gain_max": ("augment", "noise_gain_max", float),
     "unknown_percent": ("data", "unknown_percent", float),
     "silence_percent": ("data", "silence_percent", float),
+    "keyword_examples": ("data", "keyword_examples", int),
     "unknown_weighting": ("data", "unknown_weighting", str),
     "on_off_fold": ("data", "on_off_fold", int),
     "select_by": ("train", "select_by", str),
@@ -56,6 +57,8 @@ _HELP = {
     "noise_gain_max": "background noise mixed in at an amplitude gain of up to this, 0 or more",
     "unknown_percent": "_unknown_ clips per epoch, in percent of the keyword clips, 0 or more",
     "silence_percent": "_silence_ clips per epoch, in percent of the keyword clips, 0 or more",
+    "keyword_examples": "at least this many keyword examples per epoch, 0 or more: a few recordings of your "
+                        "own words are drawn again, each time augmented anew; 0: each clip once",
     "unknown_weighting": "how _unknown_ clips are drawn: 'clip' (every clip alike) or 'source' (each source of "
                          "other speech, and the data's own other words, an equal share)",
     "on_off_fold": "hold out fold K (0, 1 or 2) of the speakers who said 'on' and 'off' in the other speech "

@@ -71,6 +71,9 @@ class DataConfig:
     # _unknown_ and _silence_ clips per epoch, in percent of the number of keyword clips.
     unknown_percent: float = 40.0
     silence_percent: float = 10.0
+    # At least this many keyword examples per epoch: a few recordings of one's own words are drawn again
+    # (augmented anew each time) so that an epoch holds enough steps and other words to learn from.
+    keyword_examples: int = 0
     # Hash split for files named in no official list, as the data set's authors define it.
     validation_percent: float = 10.0
     testing_percent: float = 10.0
@@ -95,6 +98,8 @@ class DataConfig:
     def __post_init__(self):
         if self.unknown_weighting not in ("clip", "source"):
             raise KwsError(f"unknown_weighting must be 'clip' or 'source', not {self.unknown_weighting!r}")
+        if self.keyword_examples < 0:
+            raise KwsError(f"keyword_examples must be 0 or more, not {self.keyword_examples}")
         if self.on_off_fold < -1:
             raise KwsError(f"on_off_fold must be -1 (no folds) or a fold number, not {self.on_off_fold}")
 

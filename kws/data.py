@@ -258,23 +258,28 @@ def _load_noise(index: DatasetIndex, split: str, config: Config) -> torch.Tensor
     return torch.from_numpy(np.concatenate(parts))
 
 
+def _keyword_repeats(split: SplitAudio, config: DataConfig) -> int:
+    """How often each keyword clip is drawn per epoch: once, or as often as `keyword_examples` needs."""
+    return max(1, math.ceil(config.keyword_examples / max(1, len(split.keyword_indices))))
+
+
 def _extra_counts(split: SplitAudio, config: DataConfig) -> tuple[int, int]:
     """(_unknown_, _silence_) examples per epoch."""
-    n_keyword = len(split.keyword_indices)
+    n_keyword = len(split.keyword_indices) * _keyword_repeats(split, config)
     n_unknown = min(len(split.unknown_indices), math.ceil(n_keyword * config.unknown_percent / 100))
     return n_unknown, math.ceil(n_keyword * config.silence_percent / 100)
 
 
 def epoch_size(split: SplitAudio, config: DataConfig) -> int:
     """Examples in every epoch that draw_examples makes."""
-    return len(split.keyword_indices) + sum(_extra_counts(split, config))
+    return len(split.keyword_indices) * _keyword_repeats(split, config) + sum(_extra_counts(split, config))
 
 
 def draw_examples(split: SplitAudio, config: DataConfig, generator: torch.Generator) -> torch.Tensor:
     """One epoch's examples, shuffled: every keyword clip, a fresh random share of the unknown clips,
     and silence slots (-1). Shares are percentages of the keyword clip count, as in the data set's
     reference trainer, so `_unknown_` and `_silence_` weigh about as much as one keyword each."""
-    keyword = split.keyword_indices
+    keyword = split.keyword_indices.repeat(_keyword_repeats(split, config))
     unknown = split.unknown_indices
     n_unknown, n_silence = _extra_counts(split, config)
     if split.unknown_weights is None:

@@ -124,6 +124,18 @@ def _word_trials(predict, recognizer: Recognizer, clips: list[tuple[str, str, np
                                                     disable=not progress, leave=False)]
 
 
+def speech_false_alarms(model: str | Path, other: str | Path, split: str = "validation",
+                        negatives: tuple[Path, ...] = (), seed: int = 0) -> dict:
+    """Part 1 alone, at the model's stored settings: false alarms on the split's continuous speech and on
+    the `negatives` recordings, per source and for all (as `open_set_report(...)["speech"]`)."""
+    _, config, _ = load_predictor(Path(model))
+    recognizer = Recognizer.from_onnx(model)
+    recordings = _recordings(Path(other), split, config, recognizer.labels)
+    speech, _ = _long_recordings(recordings, list(negatives), recognizer.sample_rate, seed)
+    return _false_alarms({key: run_model(recognizer, audio, progress=False) for key, audio in speech.items()},
+                         recognizer.settings)
+
+
 def score_open_set(model: str | Path, data: str | Path, other: str | Path, split: str = "validation",
                    negatives: tuple[Path, ...] = (), minutes: float = 30.0, seed: int = 0,
                    progress: bool = True) -> OpenSetScores:

@@ -165,19 +165,30 @@ def _start_state(run_dir: Path, config: Config, resume: bool) -> dict | None:
     return state
 
 
-def _initial_weights(path: Path, config: Config, labels: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """A trained model's weights to start from (fine-tuning), checked to be the same network with the same
-    labels. Only the weights carry over: this run's dropout applies to them."""
+def _initial_weights(path: Path, config: Config, labels: tuple[str, ...], echo) -> dict[str, torch.Tensor]:
+    """A trained model's weights to start from, checked to be the same network. With other words than this
+    run's (a user's own words started from the shipped model), everything but the head carries over: the
+    front end and the LSTM that already know speech; the head keeps the rows of the labels both know and
+    starts the others fresh. This run's dropout applies to the weights."""
     start, start_config, start_labels = model_from_checkpoint(load_checkpoint(path), path)
-    advice = "fine-tune only the same network on the same words (or start without --init-from)"
-    if start_labels != labels:
-        raise KwsError(f"--init-from {path} knows {', '.join(start_labels)}, but this run's labels are "
-                       f"{', '.join(labels)}; {advice}")
     changed = [setting for setting in start_config.differences(config)
                if setting.startswith(("model.", "features.")) and setting != "model.dropout"]
     if changed:
-        raise KwsError(f"--init-from {path}: {', '.join(changed)} differ; {advice}")
-    return start.state_dict()
+        raise KwsError(f"--init-from {path}: {', '.join(changed)} differ; start from the same network "
+                       "(or without --init-from)")
+    weights = start.state_dict()
+    if start_labels == labels:
+        echo(f"starting from the weights in {path}")
+        return weights
+    fresh = KeywordLSTM(len(labels), config.features, config.model).head.state_dict()
+    for row, label in enumerate(labels):
+        if label in start_labels:
+            for name in ("weight", "bias"):
+                fresh[name][row] = weights[f"head.{name}"][start_labels.index(label)]
+    new = [label for label in labels if label not in start_labels]
+    echo(f"starting from the weights in {path}" + (f", all but the head's rows for {', '.join(new)}, which start "
+                                                    "fresh" if new else ", the head's rows in this run's order"))
+    return weights | {f"head.{name}": value for name, value in fresh.items()}
 
 
 def _hold_out_on_off_fold(config: Config, negatives: tuple, echo: Callable[[str], None]) -> Config:
@@ -254,8 +265,7 @@ def _build_model(data: _Data, state: dict | None, run_dir: Path, init_from: Path
     torch.manual_seed(config.train.seed)  # the initial weights, too, come from the seed alone
     model = KeywordLSTM(len(data.labels), config.features, config.model)
     if init_from is not None:
-        model.load_state_dict(_initial_weights(init_from, config, data.labels))
-        echo(f"starting from the weights in {init_from}")
+        model.load_state_dict(_initial_weights(init_from, config, data.labels, echo))
     else:
         model.set_normalisation(*_normalisation(model, data.train))
     return model

@@ -1,3 +1,4 @@
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import soundfile as sf
 import torch
 
 from kws.config import Config, DataConfig
-from kws.data import (draw_examples, fixed_examples, hash_split, labels_for, load_audio, load_split,
+from kws.data import (draw_examples, epoch_size, fixed_examples, hash_split, labels_for, load_audio, load_split,
                       make_batch, resolve_keywords, scan, speaker_id)
 from kws.errors import KwsError
 
@@ -125,3 +126,21 @@ def test_unreadable_audio_is_a_clear_error(tmp_path, content):
         load_audio(path, 16000)
 
 
+
+
+def test_a_few_keyword_clips_are_drawn_again_up_to_keyword_examples(tiny_data):
+    index, keywords = scan(tiny_data), ("yes", "no", "stop")
+    split = load_split(index, "training", keywords, Config())
+    n_keyword = len(split.keyword_indices)
+    config = DataConfig(keywords=keywords, keyword_examples=5 * n_keyword - 1, unknown_percent=5)
+    examples = draw_examples(split, config, torch.Generator().manual_seed(0))
+    counts = torch.bincount(examples[examples >= 0], minlength=len(split.labels))
+    assert (counts[split.keyword_indices] == 5).all()  # every clip five times: at least the examples asked
+    # the other words are a share of the keyword examples, repeats counted (fewer than the clips there are)
+    assert int((split.labels[examples[examples >= 0]] == 1).sum()) == math.ceil(0.05 * 5 * n_keyword)
+    assert math.ceil(0.05 * 5 * n_keyword) < len(split.unknown_indices)
+    assert len(examples) == epoch_size(split, config)
+    plain = draw_examples(split, DataConfig(keywords=keywords), torch.Generator().manual_seed(0))
+    assert (torch.bincount(plain[plain >= 0], minlength=len(split.labels))[split.keyword_indices] == 1).all()
+    with pytest.raises(KwsError, match="keyword_examples"):
+        DataConfig(keyword_examples=-1)

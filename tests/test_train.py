@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -111,6 +112,35 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_data, tiny_config, tmp_p
     wider = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, hidden_size=32))
     with pytest.raises(KwsError, match="model.hidden_size"):
         train(tiny_data, tmp_path / "wider", wider, progress=False, echo=_quiet, init_from=scratch.run_dir / "best.pt")
-    fewer = dataclasses.replace(tiny_config, data=dataclasses.replace(tiny_config.data, keywords=("yes", "no")))
-    with pytest.raises(KwsError, match="same words"):
-        train(tiny_data, tmp_path / "fewer", fewer, progress=False, echo=_quiet, init_from=scratch.run_dir / "best.pt")
+
+
+def test_other_words_start_from_everything_but_the_heads_new_rows(tiny_data, tiny_config, tmp_path, monkeypatch):
+    """A user's own words started from a trained model: front end, normalisation and LSTM carry over, and
+    so do the head's rows of the labels both know; the new words' rows start fresh."""
+    scratch = train(tiny_data, tmp_path / "scratch", tiny_config, progress=False, echo=_quiet)
+    start = load_checkpoint(scratch.run_dir / "best.pt")["model"]
+    seen = []
+    train_epoch = kws.train._train_epoch
+    monkeypatch.setattr(kws.train, "_train_epoch", lambda model, *a: (seen.append(
+        {name: value.clone() for name, value in model.state_dict().items()}), train_epoch(model, *a))[1])
+    other = dataclasses.replace(tiny_config, data=dataclasses.replace(tiny_config.data, keywords=("stop", "yes")),
+                                train=dataclasses.replace(tiny_config.train, epochs=1))
+    lines = []
+    train(tiny_data, tmp_path / "other", other, progress=False, echo=lines.append,
+          init_from=scratch.run_dir / "best.pt")
+    first = seen[0]  # ["_silence_", "_unknown_", "stop", "yes"] from ["_silence_", "_unknown_", "yes", "no", "stop"]
+    assert all(torch.equal(first[name], start[name]) for name in start if not name.startswith("head."))
+    for row, old_row in ((0, 0), (1, 1), (2, 4), (3, 2)):
+        assert torch.equal(first["head.weight"][row], start["head.weight"][old_row])
+    assert any("the head's rows in this run's order" in line for line in lines)  # every label was known
+    new = dataclasses.replace(other, data=dataclasses.replace(other.data, keywords=("no", "lights")))
+    tiny_data_copy = tmp_path / "data"
+    shutil.copytree(tiny_data, tiny_data_copy)
+    shutil.copytree(tiny_data_copy / "stop", tiny_data_copy / "lights")  # a word the start model never heard
+    seen.clear()
+    lines.clear()
+    train(tiny_data_copy, tmp_path / "new", new, progress=False, echo=lines.append,
+          init_from=scratch.run_dir / "best.pt")
+    assert torch.equal(seen[0]["head.weight"][2], start["head.weight"][3])  # "no" kept its row
+    assert not torch.equal(seen[0]["head.weight"][3], start["head.weight"][4])  # "lights" starts fresh
+    assert any("all but the head's rows for lights" in line for line in lines)
