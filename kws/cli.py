@@ -276,6 +276,23 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the thresholds, leave the model as it is")
 
 
+def _add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="a picture of why a keyword fired on a recording, or did not",
+                       description="Run the edge runtime over one clip or recording at the model's stored settings "
+                       "and speeds, and draw the waveform with the events, each keyword's step and smoothed scores "
+                       "against its threshold, and the LSTM's gates (from NAME.pt beside an exported model, or a "
+                       ".pt checkpoint); prints the events and each keyword's highest scores.")
+    p.add_argument("recording", type=Path, metavar="CLIP_OR_RECORDING",
+                   help="an audio file libsndfile reads (wav, flac, ...), resampled to the model's rate if need be")
+    p.add_argument("--model", type=Path, default=Path("models/kws.onnx"), help="an exported .onnx model (its "
+                   "NAME.pt beside it gives the gates) or a .pt checkpoint (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, metavar="PICTURE.png",
+                   help="where to write the picture, a .png file (default: RECORDING_NAME.explain.png in the "
+                        "current folder)")
+    p.add_argument("--word", default=None, help="draw only this keyword's scores, one of the model's keywords "
+                   "(default: each keyword whose step score reaches 0.1)")
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="data set tools", description="Data set tools: `kws data download` fetches "
                        "Speech Commands.")
@@ -295,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_stream(sub)
     _add_eval_open_set(sub)
     _add_calibrate(sub)
+    _add_explain(sub)
     _add_data(sub)
     return parser
 
@@ -351,6 +369,16 @@ def _run(args) -> int:
         return _eval_open_set(args)
     if args.command == "calibrate":
         return _calibrate(args)
+    if args.command == "explain":
+        from kws.explain import draw, explain, summary
+
+        out = args.out or Path(f"{args.recording.stem}.explain.png")
+        if out.suffix.lower() != ".png":
+            raise KwsError(f"--out must name a .png file, not {out}")
+        explanation = explain(args.recording, args.model, args.word)
+        print(summary(explanation))
+        print(f"wrote {draw(explanation, out, args.word)}")
+        return 0
     if args.command == "data":
         from kws.download import download_speech_commands
 
