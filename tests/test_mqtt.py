@@ -300,7 +300,8 @@ def test_a_broker_with_a_private_ca_is_trusted_with_mqtt_ca_and_said_to_need_it_
         subscriber.wait_for(lambda m: m[0] == "kws/testbox/detection" and json.loads(m[1])["label"] == "left")
         subscriber.close()
         not_tls = _listen("--wav", str(wav), "--mqtt-url", broker.url, "--mqtt-ca", str(tls["ca"]))
-        assert not_tls.wait(timeout=120) == 2 and b"mqtts://" in not_tls.stderr.read()
+        _, err = not_tls.communicate(timeout=120)  # reads both pipes: a chatty child cannot block on a full one
+        assert not_tls.returncode == 2 and b"mqtts://" in err
     finally:
         broker.stop()
 
