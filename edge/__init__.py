@@ -2,6 +2,6 @@
 
 from edge.detect import Detection, DetectorSettings, Step
 from edge.errors import EdgeError
-from edge.runtime import Recognizer
+from edge.runtime import MultiRecognizer, Recognizer
 
-__all__ = ["Detection", "DetectorSettings", "EdgeError", "Recognizer", "Step"]
+__all__ = ["Detection", "DetectorSettings", "EdgeError", "MultiRecognizer", "Recognizer", "Step"]

@@ -50,17 +50,40 @@ def speeds(text: str) -> tuple[float, ...]:
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """--model, --threshold and --speeds: the same for edge.listen and edge.serve."""
-    p.add_argument("--model", type=Path, default=None,
+    p.add_argument("--model", type=Path, action="append", default=None,
                    help="exported kws window model, an .onnx file; its streaming twin NAME.stream.onnx is used "
-                        "from beside it (default: the shipped models/kws.onnx)")
+                        "from beside it. Repeat it to hear several models at once (of one sample rate), each with "
+                        "its own stored settings: two models firing within the longer of their suppression times "
+                        "give one event, the higher score, which names its model (the file's stem; in JSON, hooks "
+                        "and MQTT), and every event waits that long for the other models (1 s for the shipped "
+                        "model) (default: the shipped models/kws.onnx)")
     p.add_argument("--threshold", type=score, default=None, metavar="SCORE",
-                   help="score in (0, 1] needed to report a keyword at once, lower is more sensitive (default: the "
-                        "model's own thresholds, 0.65 for the shipped model; its slower rule for steadily heard "
-                        "words stays)")
+                   help="score in (0, 1] needed to report a keyword at once, lower is more sensitive; with several "
+                        "--model, for each of them (default: the model's own thresholds, 0.65 for the shipped "
+                        "model; its slower rule for steadily heard words stays)")
     p.add_argument("--speeds", type=speeds, default=None, metavar="LIST",
                    help="hear the stream at these speeds, from 0.8 to 1.25 and 1 among them, and average the "
-                        "scores, e.g. 1,0.95,1.05; each speed is one more model pass, 1 alone costs least "
-                        "(default: the model's own, 1,0.9,1.1 for the shipped model)")
+                        "scores, e.g. 1,0.95,1.05; each speed is one more model pass, 1 alone costs least; with "
+                        "several --model, for each of them (default: the model's own, 1,0.9,1.1 for the shipped "
+                        "model)")
+
+
+def model_paths(args) -> list[Path]:
+    """The --model files given, or the shipped model."""
+    return args.model or [default_model()]
+
+
+def input_device(text: str) -> int | str:
+    """An argparse type: an input device by its number (as --list-devices shows it) or part of its name."""
+    return int(text) if text.isdigit() else text
+
+
+def add_device_arguments(p: argparse.ArgumentParser) -> None:
+    """--device and --list-devices, for every program that reads a microphone (edge.sources.Microphone)."""
+    p.add_argument("--device", type=input_device, default=None, metavar="NUMBER_OR_NAME",
+                   help="input device: its number, or part of its name (see --list-devices; default: the "
+                        "system's default input)")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
 
 
 def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:

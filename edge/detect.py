@@ -25,13 +25,17 @@ class Detection:
     # the threshold until the event was reported (see DetectorSettings.peak_ms), 0..1
     score: float
     time_s: float  # seconds from the start of the stream to the end of the model step that reported it
+    # which model heard it, where several listen together (MultiRecognizer: the name it knows the model by);
+    # None from one model alone
+    model: str | None = None
 
     def to_dict(self, **extra) -> dict:
         """JSON-ready fields, as every way out of the runtime reports an event; `wall_time` is the local
-        time, with its offset, at which it is reported."""
+        time, with its offset, at which it is reported; `model` only where several models listen."""
         wall = datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
+        heard_by = {} if self.model is None else {"model": self.model}
         return {"label": self.label, "score": round(self.score, 4), "time": round(self.time_s, 3),
-                "wall_time": wall, **extra}
+                "wall_time": wall, **heard_by, **extra}
 
 
 @dataclass(frozen=True)

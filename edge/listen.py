@@ -2,6 +2,7 @@
 
     python -m edge.listen                      # default microphone, shipped model
     python -m edge.listen --wav clip.wav --json
+    python -m edge.listen --model models/kws.onnx --model lights.onnx   # the shipped commands and your own words
     arecord -f S16_LE -r 16000 -c 1 -t raw | python -m edge.listen --stdin
     python -m edge.listen @options.txt         # arguments from a file, one per line (the service uses this)
 """
@@ -25,10 +26,11 @@ import numpy as np
 
 from edge.cli import (
     Parser,
+    add_device_arguments,
     add_model_arguments,
     add_mqtt_arguments,
     check_mqtt_arguments,
-    default_model,
+    model_paths,
     mqtt_publisher,
     printable,
 )
@@ -66,20 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.add_argument("--realtime", action="store_true",
                    help="with --wav: pace the file at real-time speed (default: as fast as it is heard)")
-    p.add_argument("--device", default=None, metavar="NUMBER_OR_NAME",
-                   help="input device: its number, or part of its name (see --list-devices; default: the "
-                        "system's default input)")
-    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    add_device_arguments(p)
     p.add_argument("--json", action="store_true",
                    help="one JSON object per event per line: label, score (how sure, 0..1: the peak of its "
-                        "smoothed score), time (stream seconds), wall_time (default: a table-like text line)")
+                        "smoothed score), time (stream seconds), wall_time, and with several --model the model "
+                        "that heard it (default: a table-like text line, with the model's name after the score "
+                        "where there are several)")
     p.add_argument("--step-scores", action="store_true",
                    help="with --json: also a line per model step (every 20 ms for the shipped model) with each "
                         "keyword's smoothed score, {\"time\": 1.24, \"scores\": {\"yes\": 0.031, ...}}, before "
-                        "that step's events (default: events only)")
+                        "that step's events; one --model only (default: events only)")
     p.add_argument("--meter", action="store_true",
                    help="draw each keyword's smoothed score against its threshold on stderr as you speak, to "
-                        "choose a --threshold (redrawn in place on a terminal, a line per 0.1 s elsewhere)")
+                        "choose a --threshold (redrawn in place on a terminal, a line per 0.1 s elsewhere); one "
+                        "--model only (default: no meter)")
     p.add_argument("--record", type=Path, default=None, metavar="OUT.wav",
                    help="also save the audio as heard (16 kHz mono 16-bit WAV), to check a microphone set-up "
                         "(default: nothing saved)")
@@ -88,14 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(much slower; for comparison)")
     p.add_argument("--on-detect", metavar="COMMAND", default=None,
                    help="run this program for every detection, e.g. \"/home/pi/bin/lights toggle\"; it runs "
-                        "without a shell and gets the event in its environment (KWS_LABEL, KWS_SCORE, KWS_TIME), "
-                        "never on its command line; its output goes to stderr (default: none)")
+                        "without a shell and gets the event in its environment (KWS_LABEL, KWS_SCORE, KWS_TIME, "
+                        "and KWS_MODEL with several --model), never on its command line; its output goes to "
+                        "stderr (default: none)")
     add_mqtt_arguments(p)
     return p
-
-
-def _device(value: str | None) -> int | str | None:
-    return int(value) if value is not None and value.isdigit() else value
 
 
 def _paced(chunks: Iterator[np.ndarray], rate: int) -> Iterator[np.ndarray]:
@@ -111,6 +110,8 @@ def _emit(detection: Detection, as_json: bool) -> None:
         line = json.dumps(detection.to_dict())
     else:
         line = f"{detection.time_s:8.2f} s  {printable(detection.label):<10} {detection.score:.2f}"
+        if detection.model is not None:  # several models listen: say which one heard it
+            line += f"  {printable(detection.model)}"
     print(line, flush=True)
 
 
@@ -139,7 +140,8 @@ class _Hook:
             return
         self.reap()
         env = {**os.environ, "KWS_LABEL": printable(detection.label), "KWS_SCORE": f"{detection.score:.4f}",
-               "KWS_TIME": f"{detection.time_s:.3f}"}
+               "KWS_TIME": f"{detection.time_s:.3f}",
+               **({} if detection.model is None else {"KWS_MODEL": printable(detection.model)})}
         try:
             self._running.append(subprocess.Popen(self._argv, env=env, stdin=subprocess.DEVNULL,
                                                   stdout=sys.__stderr__.fileno(), shell=False))
@@ -222,7 +224,10 @@ def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool, mqtt=No
                 mqtt.publish(detection)
         return len(detections)
 
-    def hear(steps: list[Step]) -> int:
+    def hear(chunk: np.ndarray) -> int:
+        if not args.step_scores and meter is None:  # events only: what several models give too
+            return deliver(recognizer.process(chunk))
+        steps: list[Step] = recognizer.steps(chunk)
         fired = 0
         for step in steps:
             if args.step_scores:
@@ -236,7 +241,7 @@ def _listen(args, recognizer, chunks: Iterator[np.ndarray], flush: bool, mqtt=No
         for chunk in chunks:
             recorder.write(chunk)
             samples += len(chunk)
-            events += hear(recognizer.steps(chunk))
+            events += hear(chunk)
             hook.reap()
         if flush:
             events += deliver(recognizer.finish())
@@ -258,7 +263,7 @@ def _summary(seconds: float, events: int) -> None:
 def _listen_to_microphone(args, recognizer, mqtt) -> None:
     from edge.sources import Microphone
 
-    with Microphone(recognizer.sample_rate, _device(args.device)) as microphone:
+    with Microphone(recognizer.sample_rate, args.device) as microphone:
         print(f"listening on {printable(microphone.device_name)} ({microphone.device_rate} Hz) for "
               f"{printable(', '.join(l for l in recognizer.labels if not l.startswith('_')))}; Ctrl+C stops",
               file=sys.stderr, flush=True)
@@ -272,8 +277,22 @@ def _listen_to_microphone(args, recognizer, mqtt) -> None:
                 print(f"the microphone was lost and reopened {microphone.interruptions} time(s)", file=sys.stderr)
 
 
+def _recognizer(args):
+    """A Recognizer for one --model; a MultiRecognizer (the same calls, no per-step scores) for several."""
+    from edge.runtime import MultiRecognizer, Recognizer
+
+    models = model_paths(args)
+    if len(models) == 1:
+        return Recognizer.from_onnx(models[0], threshold=args.threshold, streaming=not args.window_only,
+                                    speeds=args.speeds)
+    for flag, given in (("--step-scores", args.step_scores), ("--meter", args.meter)):
+        if given:
+            raise EdgeError(f"{flag} shows one model's scores; give one --model with it, not {len(models)}")
+    return MultiRecognizer.from_onnx(models, threshold=args.threshold, streaming=not args.window_only,
+                                     speeds=args.speeds)
+
+
 def run(args) -> int:
-    from edge.runtime import Recognizer
     from edge.sources import file_chunks, list_devices, stdin_chunks
 
     if args.list_devices:
@@ -289,8 +308,7 @@ def run(args) -> int:
     if args.realtime and args.wav is None:
         raise EdgeError("--realtime paces a --wav file; add --wav or leave --realtime out")
     check_mqtt_arguments(args)
-    recognizer = Recognizer.from_onnx(args.model or default_model(), threshold=args.threshold,
-                                      streaming=not args.window_only, speeds=args.speeds)
+    recognizer = _recognizer(args)
     rate = recognizer.sample_rate
     chunk = rate * CHUNK_MS // 1000
     mqtt = mqtt_publisher(args)

@@ -3,13 +3,16 @@ its voice services (wake word, speech to text...).
 
     python -m edge.serve --uri tcp://0.0.0.0:10400           # then add the Wyoming integration in Home Assistant
     python -m edge.serve --uri unix:///run/kws.sock --zeroconf --mqtt-url mqtt://localhost:1883
+    python -m edge.serve --model models/kws.onnx --model lights.onnx    # the shipped commands and your own words
 
 A client may send `describe` (answered with `info`: the model's commands as wake models), `detect` (names
 to listen for; default all), then `audio-start`, `audio-chunk`s at its own rate, width and channels, and
 `audio-stop`. Each command heard is answered with `detection` (`name` is the label, e.g. "stop";
 `timestamp` the stream time in ms); `audio-stop` after an utterance in which nothing fired is answered with
 `not-detected`. Every connection has its own recognizer (made at `audio-start`, dropped at `audio-stop`
-and at disconnect), resampler and detector state; the ONNX sessions are shared read-only.
+and at disconnect), resampler and detector state; the ONNX sessions are shared read-only. With several
+`--model`s, `info` announces every command of every model once, and each connection hears all the models
+(edge.runtime.MultiRecognizer: one event per spoken word, held back the models' longest suppression time).
 
 It is a service on a home network, so one client must not be able to hold up the others:
 - events are read by `edge.framing`, which refuses lengths over its limits before reading them;
@@ -48,11 +51,11 @@ from edge.cli import (
     add_model_arguments,
     add_mqtt_arguments,
     check_mqtt_arguments,
-    default_model,
+    model_paths,
     mqtt_publisher,
     printable,
 )
-from edge.runtime import Recognizer
+from edge.runtime import MultiRecognizer, Recognizer
 from edge.sources import Resampler, pcm_to_float
 
 log = logging.getLogger(__name__)
@@ -165,7 +168,7 @@ def detect_names(data: dict) -> set[str] | None:
     return set(names)
 
 
-def commands(recognizer: Recognizer) -> list[str]:
+def commands(recognizer: Recognizer | MultiRecognizer) -> list[str]:
     return [label for label in recognizer.labels if not label.startswith("_")]
 
 
@@ -183,21 +186,30 @@ def _package_version() -> str | None:
         return None
 
 
-def wyoming_info(recognizer: Recognizer, model: Path):
+def _heard_by(recognizers: list[Recognizer]) -> tuple[str, str | None]:
+    """(which model files, with the ids of their weights; their version) for a command these models know."""
+    weights = [r.weights_id and printable(r.weights_id) for r in recognizers]
+    files = "; ".join(f"{r.path.name}, weights {w}" for r, w in zip(recognizers, weights))
+    versions = [w or r.model_version for r, w in zip(recognizers, weights)]
+    return files, "+".join(v for v in versions if v) or None
+
+
+def wyoming_info(recognizer: MultiRecognizer):
     """What `describe` is answered with: one wake program (this server, with its package version) whose
-    models are the model's commands, each with the model's own version: the id of its weights, which
-    changes with every training, so that a retrained model does not look like the old one."""
+    models are the models' commands, each once, each with the version of the models that know it: the id of
+    their weights, which changes with every training, so that a retrained model does not look like the old
+    one."""
     from wyoming.info import Attribution, Info, WakeModel, WakeProgram
 
     # the shipped model learnt its commands from Google's Speech Commands (CC BY 4.0)
     attribution = Attribution(name="kws-edge, trained on Speech Commands (Warden, 2018)",
                               url="https://arxiv.org/abs/1804.03209")
-    weights = recognizer.weights_id and printable(recognizer.weights_id)
-    models = [WakeModel(name=printable(label), attribution=attribution, installed=True, languages=["en"],
-                        phrase=printable(label),
-                        description=f"the command \"{printable(label)}\" ({model.name}, weights {weights})",
-                        version=weights or recognizer.model_version)
-              for label in commands(recognizer)]
+    models = []
+    for label in commands(recognizer):
+        files, version = _heard_by([r for r in recognizer.models.values() if label in r.labels])
+        models.append(WakeModel(name=printable(label), attribution=attribution, installed=True, languages=["en"],
+                                phrase=printable(label), description=f"the command \"{printable(label)}\" ({files})",
+                                version=version))
     return Info(wake=[WakeProgram(name="kws-edge", attribution=attribution, installed=True,
                                   description="offline speech commands", version=_package_version(),
                                   models=models)])
@@ -207,7 +219,7 @@ class Service:
     """What all connections share: the model, the worker threads, the limits, the logs; and which
     connections are open."""
 
-    def __init__(self, recognizer: Recognizer, info, limits: Limits, mqtt=None):
+    def __init__(self, recognizer: MultiRecognizer, info, limits: Limits, mqtt=None):
         self.recognizer, self.limits, self.mqtt = recognizer, limits, mqtt
         self.info = _encoded(info)  # the answer to every describe, encoded once
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="kws-model")
@@ -251,7 +263,7 @@ class Connection:
         self._pace = Pace(limits.max_speed, limits.burst_s)  # per connection: a new audio-start does not refill it
         self._names: set[str] | None = None
         self._format: tuple[int, int, int] | None = None
-        self._recognizer: Recognizer | None = None  # only while an utterance is open
+        self._recognizer: MultiRecognizer | None = None  # only while an utterance is open
         self._resample: Resampler | None = None
         self._heard = False
         peer = writer.get_extra_info("peername")
@@ -589,8 +601,7 @@ async def serve(args) -> None:
     _check_open_files(limits.max_clients)
     if kind == "unix":
         _claim_socket_path(Path(where))  # before the model loads: a wrong path is said at once
-    model = args.model or default_model()
-    recognizer = Recognizer.from_onnx(model, threshold=args.threshold, speeds=args.speeds)
+    recognizer = MultiRecognizer.from_onnx(model_paths(args), threshold=args.threshold, speeds=args.speeds)
     loop = asyncio.get_running_loop()
     _quiet_loop_errors(loop)
     stop = asyncio.Event()
@@ -599,7 +610,7 @@ async def serve(args) -> None:
         loop.add_signal_handler(number, stop.set)
     if args.zeroconf:
         await _announce(args, port)
-    service = Service(recognizer, wyoming_info(recognizer, Path(model)).event(), limits, mqtt_publisher(args))
+    service = Service(recognizer, wyoming_info(recognizer).event(), limits, mqtt_publisher(args))
     unix = None
     try:
         if kind == "unix":
@@ -607,8 +618,9 @@ async def serve(args) -> None:
             server = await asyncio.start_unix_server(service.accept, sock=unix.sock, limit=limits.frames.header_bytes)
         else:
             server = await asyncio.start_server(service.accept, where, port, limit=limits.frames.header_bytes)
-        log.debug("model %s (weights %s), heard at speeds %s; %s", model, recognizer.weights_id,
-                  ",".join(f"{v:g}" for v in recognizer.speeds), recognizer.settings)
+        for model in recognizer.models.values():
+            log.debug("model %s (weights %s), heard at speeds %s; %s", model.path, model.weights_id,
+                      ",".join(f"{v:g}" for v in model.speeds), model.settings)
         print(f"edge.serve: Wyoming service on {args.uri} for {printable(', '.join(service.commands))}",
               file=sys.stderr, flush=True)
         await stop.wait()

@@ -182,15 +182,17 @@ class Microphone:
     microphone pulled out, an audio server restarted) is reopened with growing pauses between tries,
     until it is back; the time it was away goes to `on_reopen(seconds)` of `chunks()` if given (the
     listener passes `Recognizer.skip`, which also starts the model afresh), else it too comes out as
-    silence.
+    silence. `instead`: the program's option for reading a recording instead, named in the errors that say
+    there is no microphone.
     """
 
     def __init__(self, rate: int, device: int | str | None = None, block_ms: int = 50, stall_s: float = 5.0,
                  device_rate: int | None = None, retry_s: tuple[float, float] = (0.5, 10.0),
-                 max_latency_s: float = 2.0):
+                 max_latency_s: float = 2.0, instead: str = "--wav FILE"):
         self._rate, self._device, self._block_ms, self._stall_s = rate, device, block_ms, stall_s
         self._forced_rate = device_rate  # open the device at this rate instead (e.g. a 48 kHz-only card)
         self._retry_s = retry_s  # first and longest pause between tries to reopen a lost device
+        self._instead = instead
         # Blocks, and counts of samples lost between them, in the order they happened; shared by the audio
         # thread and the reader.
         self._pending: deque[np.ndarray | int] = deque()
@@ -213,7 +215,8 @@ class Microphone:
             info = sd.query_devices(self._device, "input")
         except (ValueError, sd.PortAudioError) as error:
             what = "no microphone found" if self._device is None else f"no input device {self._device!r}"
-            raise EdgeError(f"{what} ({error}); process a recording with --wav FILE, or see --list-devices") from None
+            raise EdgeError(f"{what} ({error}); process a recording with {self._instead}, or see "
+                            "--list-devices") from None
         self.device_name = info["name"]
         try:
             wanted = self._forced_rate or self._rate
@@ -279,7 +282,8 @@ class Microphone:
             self._stream.start()
         except sd.PortAudioError as error:
             self._close()
-            raise EdgeError(f"cannot open the microphone ({error}); see --list-devices, or use --wav FILE") from None
+            raise EdgeError(f"cannot open the microphone ({error}); see --list-devices, or use "
+                            f"{self._instead}") from None
 
     def _close(self) -> None:
         stream, self._stream = self._stream, None

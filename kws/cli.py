@@ -293,6 +293,31 @@ def _add_explain(sub) -> None:
                    "(default: each keyword whose step score reaches 0.1)")
 
 
+def _add_record(sub) -> None:
+    from edge.cli import add_device_arguments
+    from kws.record import COUNT
+
+    p = sub.add_parser("record", help="record your own clips of a word from the microphone, or cut them from a "
+                       "recording", description="Prompt for a word, record it from the microphone, find it by "
+                       "energy and save it as a one-second clip (16 kHz FLAC) in the Speech Commands layout, "
+                       "DIR/WORD/SPEAKER_nohash_N.flac, numbered after the files already there. Takes that are "
+                       "empty, too quiet, clipped, cut off or longer than the clip are refused with the reason and "
+                       "asked for again. Needs no PyTorch.")
+    p.add_argument("word", nargs="?", metavar="WORD", help="the word, also its folder's name: letters, digits, - "
+                   "or ', e.g. lights (needed unless --list-devices)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="the data folder; clips go to DIR/WORD "
+                   "(default: none; needed unless --list-devices)")
+    p.add_argument("--count", type=int, default=None, metavar="N",
+                   help=f"good takes to record from the microphone, 1 or more (default: {COUNT})")
+    p.add_argument("--speaker", default=None, metavar="NAME", help="who speaks, the file names' speaker id: "
+                   "letters, digits and -, one name per person (default: your login name made safe)")
+    p.add_argument("--from-wav", type=Path, default=None, metavar="LONG.wav",
+                   help="instead of the microphone, cut a recording of the word said many times with a pause "
+                        "(half a second or more) after each into clips, any rate, e.g. from a phone; refused "
+                        "stretches are reported (default: the microphone)")
+    add_device_arguments(p)
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="data set tools", description="Data set tools: `kws data download` fetches "
                        "Speech Commands.")
@@ -313,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_open_set(sub)
     _add_calibrate(sub)
     _add_explain(sub)
+    _add_record(sub)
     _add_data(sub)
     return parser
 
@@ -379,6 +405,10 @@ def _run(args) -> int:
         print(summary(explanation))
         print(f"wrote {draw(explanation, out, args.word)}")
         return 0
+    if args.command == "record":
+        from kws.record import run
+
+        return run(args)
     if args.command == "data":
         from kws.download import download_speech_commands
 
