@@ -31,6 +31,10 @@ BACKGROUND_NOISE = "_background_noise_"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 SPLITS = ("training", "validation", "testing")
 _MAX_CLIPS_PER_CLASS = 2**27 - 1  # the data set's constant; it fixes which speakers land where
+# In a folder without split lists (a user's own recordings), a word recorded by fewer speakers than this has
+# no speaker to spare for validation: its clips are split one by one instead, so some takes of those voices
+# validate. (A folder with lists, as Speech Commands, keeps the speaker rule for every word.)
+FEW_SPEAKERS = 5
 
 
 def speaker_id(path: str | Path) -> str:
@@ -105,16 +109,19 @@ def scan(root: str | Path, config: DataConfig | None = None) -> DatasetIndex:
         if not files:
             continue
         words.append(folder.name)
+        by_clip = not (validation or testing) and len({speaker_id(p) for p in files}) < FEW_SPEAKERS
         for path in files:
             key = (folder.name, path.stem)
             # The official lists win; files in neither (clips added later, a user's own recordings)
-            # follow the hash rule that made the lists, so no speaker straddles two splits.
+            # follow the hash rule that made the lists, so no speaker straddles two splits (but see
+            # FEW_SPEAKERS).
             if key in validation:
                 split = "validation"
             elif key in testing:
                 split = "testing"
             else:
-                split = hash_split(path, config.validation_percent, config.testing_percent)
+                clip_id = f"{path.stem.replace('_nohash_', '-')}_nohash_"  # the whole name as its "speaker"
+                split = hash_split(clip_id if by_clip else path, config.validation_percent, config.testing_percent)
             clips.append(Clip(path, folder.name, split))
     if not words:
         raise KwsError(f"data folder {root} has no word folders with audio files (expected e.g. {root}/yes/*.wav)")

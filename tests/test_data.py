@@ -144,3 +144,15 @@ def test_a_few_keyword_clips_are_drawn_again_up_to_keyword_examples(tiny_data):
     assert (torch.bincount(plain[plain >= 0], minlength=len(split.labels))[split.keyword_indices] == 1).all()
     with pytest.raises(KwsError, match="keyword_examples"):
         DataConfig(keyword_examples=-1)
+
+
+def test_a_word_of_few_speakers_in_a_folder_without_lists_is_split_by_clip(tmp_path):
+    """`kws record` gives one speaker's takes: by the speaker rule, all of them would land in one split."""
+    (tmp_path / "my" / "lights").mkdir(parents=True)
+    for n in range(40):
+        sf.write(tmp_path / "my" / "lights" / f"alice_nohash_{n}.wav", np.zeros(1600, np.float32), 16000)
+    splits = Counter(c.split for c in scan(tmp_path / "my").clips)
+    assert splits["training"] > splits["validation"] > 0
+    (tmp_path / "my" / "validation_list.txt").write_text("lights/alice_nohash_0.wav\n")
+    listed = [c for c in scan(tmp_path / "my").clips if c.path.stem != "alice_nohash_0"]
+    assert len({c.split for c in listed}) == 1  # a folder with lists keeps the speaker rule
