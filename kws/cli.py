@@ -88,7 +88,7 @@ def _add_train(sub) -> None:
                 "by name: 'default' is the shipped model's (kws/recipes/default.toml); flags given win "
                 "(default: no recipe)")
     p.add_argument("--step", default=None, help="the recipe's step to run, e.g. clips, then tuned (default: "
-                   "none; needed with --recipe)")
+                   "the recipe's only step, where it has one)")
     p.add_argument("--data", type=Path, help="folder with one sub-folder per word, Speech Commands style (a "
                    "_background_noise_ folder and validation/testing lists if it has them) (default: the "
                    "recipe's; one of the two is needed)")
@@ -551,7 +551,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if getattr(args, "recipe", None) is not None:
         recipe = load_recipe(args.recipe)
         values = recipe.step(args.step) if args.command == "train" else recipe.export
-        where = f"{recipe.path} [{'steps.' + args.step if args.command == 'train' else 'export'}]"
+        where = f"{recipe.path} [{'steps.' + (args.step or '') if args.command == 'train' else 'export'}]"
         defaults = _flag_values(parser, args.command, values, where)
         _subparser(parser, args.command).set_defaults(**defaults)
         given, args = args.given, parser.parse_args(argv)

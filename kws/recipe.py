@@ -25,7 +25,9 @@ class Recipe:
     export: dict
 
     def step(self, name: str | None) -> dict:
-        """The settings of one training step."""
+        """The settings of one training step (`None`: the only one, where there is one)."""
+        if name is None and len(self.steps) == 1:
+            name = next(iter(self.steps))
         if name not in self.steps:
             asked = "give --step" if name is None else f"it has no step {name!r}"
             raise KwsError(f"{self.path} trains in steps {', '.join(self.steps)}: {asked}")

@@ -86,3 +86,12 @@ def test_settings_of_retired_experiments_load_when_off_and_are_refused_when_on()
     stored["train"]["mixup_alpha"] = 0.3
     with pytest.raises(KwsError, match="train.mixup_alpha = 0.3: an experiment this version no longer has"):
         Config.from_dict(stored)
+
+
+def test_the_own_words_recipe_starts_from_the_shipped_model_in_one_step(tmp_path):
+    args = _parse(["train", "--recipe", "own-words", "--data", str(tmp_path), "--keywords", "lights",
+                   "--out", str(tmp_path / "run")])
+    config = _train_config(args)
+    assert args.init_from == Path("models/kws.pt") and args.negatives == [Path("../shared/data/other_speech")]
+    assert config.data.keywords == ("lights",) and config.data.keyword_examples == 1000
+    assert config.model == Config.from_dict(torch.load(MODELS / "kws.pt", weights_only=True)["config"]).model
