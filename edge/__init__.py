@@ -2,6 +2,7 @@
 
 from edge.detect import Detection, DetectorSettings, Step
 from edge.errors import EdgeError
-from edge.runtime import MultiRecognizer, Recognizer
+from edge.multi import MultiRecognizer
+from edge.runtime import Recognizer
 
 __all__ = ["Detection", "DetectorSettings", "EdgeError", "MultiRecognizer", "Recognizer", "Step"]

@@ -279,7 +279,8 @@ def _listen_to_microphone(args, recognizer, mqtt) -> None:
 
 def _recognizer(args):
     """A Recognizer for one --model; a MultiRecognizer (the same calls, no per-step scores) for several."""
-    from edge.runtime import MultiRecognizer, Recognizer
+    from edge.multi import MultiRecognizer
+    from edge.runtime import Recognizer
 
     models = model_paths(args)
     if len(models) == 1:

@@ -12,7 +12,7 @@ to listen for; default all), then `audio-start`, `audio-chunk`s at its own rate,
 `not-detected`. Every connection has its own recognizer (made at `audio-start`, dropped at `audio-stop`
 and at disconnect), resampler and detector state; the ONNX sessions are shared read-only. With several
 `--model`s, `info` announces every command of every model once, and each connection hears all the models
-(edge.runtime.MultiRecognizer: one event per spoken word, held back the models' longest suppression time).
+(edge.multi.MultiRecognizer: one event per spoken word, held back the models' longest suppression time).
 
 It is a service on a home network, so one client must not be able to hold up the others:
 - events are read by `edge.framing`, which refuses lengths over its limits before reading them;
@@ -55,7 +55,8 @@ from edge.cli import (
     mqtt_publisher,
     printable,
 )
-from edge.runtime import MultiRecognizer, Recognizer
+from edge.multi import MultiRecognizer
+from edge.runtime import Recognizer
 from edge.sources import Resampler, pcm_to_float
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Several models at once (edge.runtime.MultiRecognizer, `--model A --model B`): the shipped commands (real
+"""Several models at once (edge.multi.MultiRecognizer, `--model A --model B`): the shipped commands (real
 clips) and the committed tone model, or the tone model and a copy of it under other words, hearing one
 stream; one event per spoken word, each naming its model. Runs without PyTorch."""
 
