@@ -554,8 +554,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         where = f"{recipe.path} [{'steps.' + (args.step or '') if args.command == 'train' else 'export'}]"
         defaults = _flag_values(parser, args.command, values, where)
         _subparser(parser, args.command).set_defaults(**defaults)
-        given, args = args.given, parser.parse_args(argv)
-        args.given, args.recipe_values = given, defaults
+        given, args = args, parser.parse_args(argv)
+        for key in given.given & defaults.keys():  # a repeatable flag given replaces the recipe's list
+            setattr(args, key, getattr(given, key))
+        args.given, args.recipe_values = given.given, defaults
     missing = [f"--{name}" for name in _REQUIRED.get(args.command, ()) if getattr(args, name) is None]
     if missing:
         raise KwsError(f"kws {args.command} needs {', '.join(missing)} (as flags or in a --recipe)")

@@ -244,7 +244,10 @@ def _load_data(index: DatasetIndex, config: Config, negatives: tuple[Path, ...],
         from kws.other_speech import add_other_speech
 
         train_audio, other = add_other_speech(train_audio, negatives, config, echo)
-        val_other = torch.from_numpy(other.waveforms)
+        if len(other.waveforms):
+            val_other = torch.from_numpy(other.waveforms)
+        elif config.train.select_by == "open-set":
+            echo(f"no validation speakers in {', '.join(map(str, negatives))}: best.pt is chosen by clip accuracy alone")
     val_audio = load_split(index, "validation", keywords, config)
     val_waveforms, val_labels = fixed_examples(val_audio, config)
     labels = labels_for(keywords)

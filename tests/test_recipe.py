@@ -51,6 +51,8 @@ def test_flags_win_over_the_recipe():
     config = _train_config(args)
     assert (config.train.seed, config.data.on_off_fold, args.out) == (1, 1, Path("elsewhere"))
     assert config.data.unknown_percent == 40 and args.negatives == [Path("runs/negatives")]  # the recipe's
+    mine = _parse(["train", "--recipe", "default", "--step", "clips", "--negatives", "mine"])
+    assert mine.negatives == [Path("mine")]  # replaced, not added to
 
 
 @pytest.mark.parametrize("text, error", [
