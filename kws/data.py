@@ -42,11 +42,15 @@ def speaker_id(path: str | Path) -> str:
     return re.sub(r"_nohash_.*$", "", Path(path).name)
 
 
+def _hash_percent(path: str | Path) -> float:
+    digest = hashlib.sha1(speaker_id(path).encode("utf-8")).hexdigest()
+    return (int(digest, 16) % (_MAX_CLIPS_PER_CLASS + 1)) * (100.0 / _MAX_CLIPS_PER_CLASS)
+
+
 def hash_split(path: str | Path, validation_percent: float = 10.0, testing_percent: float = 10.0) -> str:
     """The Speech Commands rule: a stable hash of the speaker id picks the split, so a speaker
     never straddles splits and adding data never moves old clips."""
-    digest = hashlib.sha1(speaker_id(path).encode("utf-8")).hexdigest()
-    percent = (int(digest, 16) % (_MAX_CLIPS_PER_CLASS + 1)) * (100.0 / _MAX_CLIPS_PER_CLASS)
+    percent = _hash_percent(path)
     if percent < validation_percent:
         return "validation"
     if percent < validation_percent + testing_percent:
@@ -76,6 +80,16 @@ class DatasetIndex:
 
     def clips_of(self, split: str) -> list[Clip]:
         return [c for c in self.clips if c.split == split]
+
+
+def _split_by_clip(files: list[Path], validation_percent: float, testing_percent: float) -> dict[Path, str]:
+    """A few speakers' clips of one word: ranked by a stable hash of each file name, the first share validates
+    and the next tests (at least one validation clip from three clips on, however the hashes fall)."""
+    ranked = sorted(files, key=lambda p: _hash_percent(f"{p.stem.replace('_nohash_', '-')}_nohash_"))
+    n_validation = max(1 if len(files) >= 3 else 0, round(len(files) * validation_percent / 100))
+    n_testing = round(len(files) * testing_percent / 100)
+    return {path: "validation" if i < n_validation else "testing" if i < n_validation + n_testing else "training"
+            for i, path in enumerate(ranked)}
 
 
 def _read_list(root: Path, name: str) -> set[tuple[str, str]]:
@@ -109,7 +123,9 @@ def scan(root: str | Path, config: DataConfig | None = None) -> DatasetIndex:
         if not files:
             continue
         words.append(folder.name)
-        by_clip = not (validation or testing) and len({speaker_id(p) for p in files}) < FEW_SPEAKERS
+        by_clip = None
+        if not (validation or testing) and len({speaker_id(p) for p in files}) < FEW_SPEAKERS:
+            by_clip = _split_by_clip(files, config.validation_percent, config.testing_percent)
         for path in files:
             key = (folder.name, path.stem)
             # The official lists win; files in neither (clips added later, a user's own recordings)
@@ -119,9 +135,10 @@ def scan(root: str | Path, config: DataConfig | None = None) -> DatasetIndex:
                 split = "validation"
             elif key in testing:
                 split = "testing"
+            elif by_clip:
+                split = by_clip[path]
             else:
-                clip_id = f"{path.stem.replace('_nohash_', '-')}_nohash_"  # the whole name as its "speaker"
-                split = hash_split(clip_id if by_clip else path, config.validation_percent, config.testing_percent)
+                split = hash_split(path, config.validation_percent, config.testing_percent)
             clips.append(Clip(path, folder.name, split))
     if not words:
         raise KwsError(f"data folder {root} has no word folders with audio files (expected e.g. {root}/yes/*.wav)")

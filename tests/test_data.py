@@ -152,7 +152,11 @@ def test_a_word_of_few_speakers_in_a_folder_without_lists_is_split_by_clip(tmp_p
     for n in range(40):
         sf.write(tmp_path / "my" / "lights" / f"alice_nohash_{n}.wav", np.zeros(1600, np.float32), 16000)
     splits = Counter(c.split for c in scan(tmp_path / "my").clips)
-    assert splits["training"] > splits["validation"] > 0
+    assert splits == {"training": 32, "validation": 4, "testing": 4}
+    for n in range(40, 44):  # more takes later: still a tenth validates
+        sf.write(tmp_path / "my" / "lights" / f"alice_nohash_{n}.wav", np.zeros(1600, np.float32), 16000)
+    more = {c.path.name: c.split for c in scan(tmp_path / "my").clips}
+    assert sum(split == "validation" for split in more.values()) == 4
     (tmp_path / "my" / "validation_list.txt").write_text("lights/alice_nohash_0.wav\n")
     listed = [c for c in scan(tmp_path / "my").clips if c.path.stem != "alice_nohash_0"]
     assert len({c.split for c in listed}) == 1  # a folder with lists keeps the speaker rule
