@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -81,21 +82,28 @@ def _rank(text: str, seed: int) -> str:
     return hashlib.sha1(f"{seed}:{text}".encode()).hexdigest()
 
 
-def few_shot_data(data: Path, word: str, clips: int, speakers: int, seed: int, out: Path) -> Path:
-    """A data folder of links: every other word whole; of `word`, `clips` training clips of `speakers`
-    training speakers (as many from each) and all its validation and testing clips."""
+def few_shot_data(data: Path, word: str, clips: int, speakers: int, seed: int, out: Path) -> tuple[Path, int]:
+    """A data folder of links: every other word whole; of `word`, `clips` training clips from at least
+    `speakers` training speakers (up to clips / speakers from each, the speakers with most clips first:
+    Speech Commands holds at most about five of a word per speaker, so 20 clips take five of them) and all
+    its validation and testing clips. Returns the folder and the speakers used."""
     listed = _listed(data)
     files = sorted(p for p in (data / word).iterdir() if p.is_file())
-    training = [p for p in files if f"{word}/{p.stem}" not in listed]
     by_speaker: dict[str, list[Path]] = {}
-    for path in training:
-        by_speaker.setdefault(speaker_id(path), []).append(path)
-    each = clips // speakers
-    chosen_speakers = sorted((s for s, paths in by_speaker.items() if len(paths) >= each),
-                             key=lambda s: _rank(s, seed))[:speakers]
-    if len(chosen_speakers) < speakers:
-        raise KwsError(f"{data / word} has {len(chosen_speakers)} training speakers with {each} clips, not {speakers}")
-    kept = [p for s in chosen_speakers for p in sorted(by_speaker[s], key=lambda p: _rank(p.name, seed))[:each]]
+    for path in files:
+        if f"{word}/{path.stem}" not in listed:
+            by_speaker.setdefault(speaker_id(path), []).append(path)
+    each = -(-clips // speakers)
+    ranked = sorted(by_speaker, key=lambda s: (-min(each, len(by_speaker[s])), _rank(s, seed)))
+    kept: list[Path] = []
+    used = 0
+    for speaker in ranked:
+        if len(kept) >= clips:
+            break
+        kept += sorted(by_speaker[speaker], key=lambda p: _rank(p.name, seed))[:min(each, clips - len(kept))]
+        used += 1
+    if len(kept) < clips:
+        raise KwsError(f"{data / word} has {len(kept)} training clips, not {clips}")
     kept += [p for p in files if f"{word}/{p.stem}" in listed]
     folder = out / f"data-{clips}x{speakers}"
     (folder / word).mkdir(parents=True, exist_ok=True)
@@ -107,7 +115,7 @@ def few_shot_data(data: Path, word: str, clips: int, speakers: int, seed: int, o
         link = folder / entry.name
         if entry.name != word and not link.exists():
             link.symlink_to(entry.resolve())
-    return folder
+    return folder, used
 
 
 def recall(model: Path, data: Path, word: str) -> tuple[int, int]:
@@ -132,13 +140,16 @@ def run(args, clips: int, speakers: int, start: Path | None) -> dict:
     from kws.export import export_checkpoint
     from kws.train import train
 
-    data = few_shot_data(args.data, args.word, clips, speakers, args.seed, args.out)
+    data, used = few_shot_data(args.data, args.word, clips, speakers, args.seed, args.out)
     name = f"{clips}x{speakers}-{'shipped' if start else 'fresh'}"
     config = Config(data=DataConfig(keywords=(args.word,), keyword_examples=args.keyword_examples),
                     train=TrainConfig(epochs=args.epochs, seed=args.seed, select_by="open-set",
                                       learning_rate=1e-3 if start else 3e-3))
     started = time.monotonic()
     run_dir = args.out / name
+    done = run_dir / "few_shot.json"
+    if done.exists():  # measured before: the same figures
+        return json.loads(done.read_text())
     if not (run_dir / "config.json").exists():  # a finished run is measured again, not retrained
         train(data, run_dir, config, resume=(run_dir / "last.pt").exists(), progress=False,
               echo=lambda line: None, init_from=start, negatives=tuple(args.negatives))
@@ -147,9 +158,11 @@ def run(args, clips: int, speakers: int, start: Path | None) -> dict:
         export_checkpoint(run_dir / "best.pt", model, data, verify_clips=100)
     heard, spoken = recall(model, data, args.word)
     speech = speech_false_alarms(model, args.other, "testing", tuple(args.speech))["all"]
-    return {"run": name, "recall": heard / spoken, "spoken": spoken, "false_alarms": speech["false_alarms"],
-            "per_hour": speech["false_alarms_per_hour"], "minutes": speech["minutes"],
-            "seconds": time.monotonic() - started}
+    row = {"run": name, "speakers": used, "recall": heard / spoken, "spoken": spoken,
+           "false_alarms": speech["false_alarms"], "per_hour": speech["false_alarms_per_hour"],
+           "minutes": speech["minutes"], "seconds": time.monotonic() - started}
+    done.write_text(json.dumps(row))
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"'{args.word}' learnt from a few clips; recall on its validation clips, false alarms on held-out speech")
     print(f"{'clips x speakers':<18} {'start':<8} {'recall':>14} {'false alarms':>22} {'time':>7}")
     try:
-        for clips, speakers in shots:
-            for start in (None, args.start):
+        for start in (args.start, None):  # the recipe's way first
+            for clips, speakers in shots:
                 row = run(args, clips, speakers, start)
-                print(f"{clips:>5} x {speakers:<10} {'shipped' if start else 'fresh':<8} "
+                print(f"{clips:>5} x {row['speakers']:<10} {'shipped' if start else 'fresh':<8} "
                       f"{100 * row['recall']:6.1f}% of {row['spoken']:<4} {row['per_hour']:6.1f}/h "
                       f"({row['false_alarms']} in {row['minutes']:.0f} min) {row['seconds'] / 60:5.1f} m",
                       flush=True)
