@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=20, help="training epochs per run (default: %(default)s)")
     p.add_argument("--keyword-examples", type=int, default=1000,
                    help="keyword examples per epoch (kws train --keyword-examples; default: %(default)s)")
+    p.add_argument("--unknown-percent", type=float, default=40.0,
+                   help="other words per epoch, in percent of the keyword examples (kws train --unknown-percent; "
+                        "default: %(default)s)")
+    p.add_argument("--starts", choices=("both", "shipped", "fresh"), default="both",
+                   help="which starting weights to train from (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="which speakers and clips, and the training seed "
                    "(default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="folder for the data folders, runs and report")
@@ -142,7 +147,8 @@ def run(args, clips: int, speakers: int, start: Path | None) -> dict:
 
     data, used = few_shot_data(args.data, args.word, clips, speakers, args.seed, args.out)
     name = f"{clips}x{speakers}-{'shipped' if start else 'fresh'}"
-    config = Config(data=DataConfig(keywords=(args.word,), keyword_examples=args.keyword_examples),
+    config = Config(data=DataConfig(keywords=(args.word,), keyword_examples=args.keyword_examples,
+                                    unknown_percent=args.unknown_percent),
                     train=TrainConfig(epochs=args.epochs, seed=args.seed, select_by="open-set",
                                       learning_rate=1e-3 if start else 3e-3))
     started = time.monotonic()
@@ -172,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"'{args.word}' learnt from a few clips; recall on its validation clips, false alarms on held-out speech")
     print(f"{'clips x speakers':<18} {'start':<8} {'recall':>14} {'false alarms':>22} {'time':>7}")
     try:
-        for start in (args.start, None):  # the recipe's way first
+        starts = {"both": (args.start, None), "shipped": (args.start,), "fresh": (None,)}[args.starts]
+        for start in starts:  # the recipe's way first
             for clips, speakers in shots:
                 row = run(args, clips, speakers, start)
                 print(f"{clips:>5} x {row['speakers']:<10} {'shipped' if start else 'fresh':<8} "
