@@ -92,6 +92,8 @@ def few_shot_data(data: Path, word: str, clips: int, speakers: int, seed: int, o
     `speakers` training speakers (up to clips / speakers from each, the speakers with most clips first:
     Speech Commands holds at most about five of a word per speaker, so 20 clips take five of them) and all
     its validation and testing clips. Returns the folder and the speakers used."""
+    if not (data / word).is_dir():
+        raise KwsError(f"{data / word} does not exist: --data must hold the --word as a folder of clips")
     listed = _listed(data)
     files = sorted(p for p in (data / word).iterdir() if p.is_file())
     by_speaker: dict[str, list[Path]] = {}
