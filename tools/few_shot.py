@@ -1,7 +1,7 @@
 """How good is a model of your own word from a few recordings? Prints a table.
 
 Takes a word the data holds from many speakers (`happy`: about 760) as the "new" word and trains as a user
-would, on a few clips of a few training speakers (none of that word in the negatives), for each
+would (the own-words recipe's settings), on a few clips of a few training speakers (none of that word in the negatives), for each
 `--shots CLIPSxSPEAKERS`, from fresh weights and from the shipped model's (`--start`). Then, through the
 edge runtime at the exported model's stored settings:
 - recall: the share of the word's validation clips (every validation speaker) with an event for it, each
@@ -29,6 +29,9 @@ sys.path.insert(0, str(ROOT))
 from kws.config import Config, DataConfig, TrainConfig  # noqa: E402
 from kws.data import scan, speaker_id  # noqa: E402
 from kws.errors import KwsError  # noqa: E402
+from kws.recipe import load_recipe  # noqa: E402
+
+OWN_WORDS = load_recipe("own-words").step(None)  # a user's training settings (kws/recipes/own-words.toml)
 
 LISTS = ("validation_list.txt", "testing_list.txt")
 SILENCE_S = 0.5  # around each clip heard alone
@@ -58,12 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training clips and the speakers they come from (repeatable; default: 5x1, 20x4, 50x10)")
     p.add_argument("--start", type=Path, default=ROOT / "models" / "kws.pt",
                    help="the trained model to start from in the second row of each size (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs per run (default: %(default)s)")
-    p.add_argument("--keyword-examples", type=int, default=1000,
-                   help="keyword examples per epoch (kws train --keyword-examples; default: %(default)s)")
-    p.add_argument("--unknown-percent", type=float, default=40.0,
+    p.add_argument("--epochs", type=int, default=OWN_WORDS["epochs"],
+                   help="training epochs per run (default: the own-words recipe's, %(default)s)")
+    p.add_argument("--keyword-examples", type=int, default=OWN_WORDS["keyword_examples"],
+                   help="keyword examples per epoch (kws train --keyword-examples; default: the own-words "
+                        "recipe's, %(default)s)")
+    p.add_argument("--unknown-percent", type=float, default=OWN_WORDS["unknown_percent"],
                    help="other words per epoch, in percent of the keyword examples (kws train --unknown-percent; "
-                        "default: %(default)s)")
+                        "default: the own-words recipe's, %(default)s)")
     p.add_argument("--starts", choices=("both", "shipped", "fresh"), default="both",
                    help="which starting weights to train from (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="which speakers and clips, and the training seed "
@@ -151,8 +156,8 @@ def run(args, clips: int, speakers: int, start: Path | None) -> dict:
     name = f"{clips}x{speakers}-{'shipped' if start else 'fresh'}"
     config = Config(data=DataConfig(keywords=(args.word,), keyword_examples=args.keyword_examples,
                                     unknown_percent=args.unknown_percent),
-                    train=TrainConfig(epochs=args.epochs, seed=args.seed, select_by="open-set",
-                                      learning_rate=1e-3 if start else 3e-3))
+                    train=TrainConfig(epochs=args.epochs, seed=args.seed, select_by=OWN_WORDS["select_by"],
+                                      learning_rate=OWN_WORDS["learning_rate"] if start else 3e-3))
     started = time.monotonic()
     run_dir = args.out / name
     done = run_dir / "few_shot.json"
