@@ -16,7 +16,7 @@ def plot_det(path: Path, curves: dict[str, list[dict]], title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kws.checkpoint import atomic_write
+    from kws.files import atomic_write
 
     def draw(axes, points, **style):
         points = [p for p in points if p["miss_rate"] is not None]
@@ -52,7 +52,7 @@ def plot_timeline(path: Path, scores: StepScores, words: list[Word], events: lis
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kws.checkpoint import atomic_write
+    from kws.files import atomic_write
 
     end_s = start_s + seconds
     inside = (scores.times_s >= start_s) & (scores.times_s <= end_s)

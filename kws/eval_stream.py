@@ -105,7 +105,7 @@ def table(figures: dict) -> str:
 
 
 def save_json(path: Path, figures: dict) -> None:
-    from kws.checkpoint import atomic_write
+    from kws.files import atomic_write
 
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(figures, indent=2)))
 

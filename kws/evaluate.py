@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from kws.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
+from kws.checkpoint import load_checkpoint, model_from_checkpoint
+from kws.files import atomic_write
 from kws.config import Config
 from kws.data import SPLITS, fixed_examples, load_split, scan
 from kws.errors import KwsError

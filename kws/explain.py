@@ -387,7 +387,7 @@ def draw(explanation: Explanation, path: str | Path, word: str | None = None) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kws.checkpoint import atomic_write
+    from kws.files import atomic_write
 
     path = Path(path)
     shown = explanation.shown(word)

@@ -25,7 +25,8 @@ from torch import nn
 
 import kws
 from edge.runtime import StreamScorer
-from kws.checkpoint import atomic_write, fsync, load_checkpoint, model_from_checkpoint, save_checkpoint
+from kws.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from kws.files import atomic_write, fsync
 from kws.config import Config
 from kws.errors import KwsError
 from kws.model import KeywordLSTM, clip_logits_from_frames, clip_steps

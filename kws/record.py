@@ -25,6 +25,7 @@ import numpy as np
 
 from kws.config import FeatureConfig
 from kws.errors import KwsError
+from kws.files import fsync, shared_mode
 
 FRAME_MS = 10  # the level is measured over frames this long
 DIGITAL_SILENCE_DB = -90.0  # frames below this are exact zeros (a muted or just-opened input), not room noise
@@ -226,14 +227,6 @@ def next_number(folder: Path, speaker: str) -> int:
     return max(numbers, default=-1) + 1
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_clip(folder: Path, speaker: str, clip: np.ndarray, rate: int) -> Path:
     """Write the clip as folder/<speaker>_nohash_<n>.flac (16-bit) with the next free n, atomically: written
     to a temporary file, flushed, then linked into place. A link never replaces a file, so two sessions saving
@@ -245,9 +238,9 @@ def save_clip(folder: Path, speaker: str, clip: np.ndarray, rate: int) -> Path:
     os.close(fd)
     tmp = Path(name)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the clips from the other family members
+        os.chmod(tmp, shared_mode())  # mkstemp's 0600 would hide the clips from the other family members
         sf.write(tmp, np.clip(clip, -1.0, 1.0), rate, format="FLAC", subtype="PCM_16")
-        _fsync(tmp)
+        fsync(tmp)
         while True:
             path = folder / f"{speaker}_nohash_{next_number(folder, speaker)}.flac"
             try:
@@ -260,16 +253,10 @@ def save_clip(folder: Path, speaker: str, clip: np.ndarray, rate: int) -> Path:
                     continue
                 os.replace(tmp, path)
                 break
-        _fsync(folder)
+        fsync(folder)
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 # --- the terminal ---------------------------------------------------------------------------------------------

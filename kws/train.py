@@ -24,12 +24,12 @@ import torchaudio
 from tqdm import tqdm
 
 from kws.augment import augment_audio, mix_noise, perturb, spectral_features
-from kws.checkpoint import (atomic_write, load_checkpoint, model_from_checkpoint, remove_stale_temporaries,
-                            save_checkpoint)
+from kws.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from kws.config import Config
 from kws.data import (DatasetIndex, SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
                       resolve_keywords, scan)
 from kws.errors import KwsError
+from kws.files import atomic_write, remove_stale_temporaries
 from kws.evaluate import EvalReport, predict
 from kws.model import KeywordLSTM, clip_logits_from_frames, clip_steps
 from kws.train_sequences import FIRST_KEYWORD, make_sequences, sequence_loss, window_max

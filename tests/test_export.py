@@ -204,12 +204,12 @@ def test_a_streaming_model_from_another_export_is_refused(tiny_export, tiny_data
 
 
 def test_atomic_write_flushes_the_file_and_the_rename(tmp_path, monkeypatch):
-    import kws.checkpoint
+    import kws.files
 
     flushed = []
-    real = kws.checkpoint.os.fsync
-    monkeypatch.setattr(kws.checkpoint.os, "fsync", lambda fd: (flushed.append(fd), real(fd)))
-    kws.checkpoint.atomic_write(tmp_path / "f.bin", lambda tmp: tmp.write_bytes(b"data"))
+    real = kws.files.os.fsync
+    monkeypatch.setattr(kws.files.os, "fsync", lambda fd: (flushed.append(fd), real(fd)))
+    kws.files.atomic_write(tmp_path / "f.bin", lambda tmp: tmp.write_bytes(b"data"))
     assert (tmp_path / "f.bin").read_bytes() == b"data" and len(flushed) == 2  # the file, then its folder
 
 
