@@ -70,6 +70,9 @@ WORKERS = 2  # threads that run the model; each runs one slice of one client at 
 FAREWELL_S = 1.0  # how long a refused client's error event may take to leave, and its last bytes to drain
 STOP_S = 0.5  # at SIGTERM, how long connections get to finish what they are doing
 FILES_PER_CLIENT, FILES_SPARE = 1, 64  # open files: one socket per client, and the model, logs, MQTT...
+# Connections the kernel holds until the loop accepts them (asyncio's default is 100; the kernel caps it at
+# net.core.somaxconn). Past it, a burst of connections is dropped unheard instead of answered "busy".
+BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -616,9 +619,11 @@ async def serve(args) -> None:
     try:
         if kind == "unix":
             unix = UnixSocket(Path(where), args.socket_mode)
-            server = await asyncio.start_unix_server(service.accept, sock=unix.sock, limit=limits.frames.header_bytes)
+            server = await asyncio.start_unix_server(service.accept, sock=unix.sock, limit=limits.frames.header_bytes,
+                                                       backlog=BACKLOG)
         else:
-            server = await asyncio.start_server(service.accept, where, port, limit=limits.frames.header_bytes)
+            server = await asyncio.start_server(service.accept, where, port, limit=limits.frames.header_bytes,
+                                                backlog=BACKLOG)
         for model in recognizer.models.values():
             log.debug("model %s (weights %s), heard at speeds %s; %s", model.path, model.weights_id,
                       ",".join(f"{v:g}" for v in model.speeds), model.settings)

@@ -191,7 +191,7 @@ def test_each_attack_gets_its_answer(attacked):
     # 16 connections at most: the steady client's and 15 idle ones, until the idle timeout frees them (on a
     # busy machine, opening 1,000 connections may outlast it, so a few more than 15 may time out)
     idle = _counts(rows["idle_flood"].answer)
-    assert set(idle) == {"error busy", "error timeout"} and sum(idle.values()) == 1000
+    assert set(idle) == {"error busy", "error timeout"} and sum(idle.values()) == 1000, rows["idle_flood"]
     assert idle["error busy"] >= 900 and idle["error timeout"] >= 15
     assert rows["idle_flood"].details["afterwards_describe"] == "info"  # their places are free again
     assert serve_attack.IDLE_TIMEOUT_S <= rows["idle_flood"].details["last_closed_after_s"] < 10
@@ -225,8 +225,10 @@ def test_refusals_are_logged_in_few_lines_never_a_traceback(attacked):
     assert report.exit_code == 0
     assert not any("Traceback" in line for line in report.log)
     assert all(line.startswith("edge.serve: WARNING: ") for line in report.log), report.log
-    assert rows["malformed_flood"].log_lines <= 6  # 1,000 bad clients
-    assert rows["idle_flood"].log_lines <= 12  # 1,000 refused or timed out
+    # a few lines per LogBudget window (10 s) however many clients misbehave: a loaded machine takes longer
+    for attack, lines in [("malformed_flood", 6), ("idle_flood", 12)]:  # 1,000 bad; 1,000 refused or timed out
+        row = rows[attack]
+        assert row.log_lines <= lines * (1 + int(row.seconds // 10)), row
 
 
 # ---- signals and unix sockets -------------------------------------------------------------------------
