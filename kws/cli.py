@@ -266,9 +266,14 @@ def _add_eval_open_set(sub) -> None:
 def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="per-keyword thresholds for a false-alarm budget, stored in the model",
                        description="Choose each keyword's threshold as low as a false-alarm budget allows on "
-                       "audio without keywords (built from --data's other words and noise, or --negatives), "
-                       "and write them into the model's metadata for edge.listen.")
+                       "audio without keywords (built from --data's other words and noise, --speech, or "
+                       "--negatives), and write them into the model's metadata for edge.listen.")
     _add_stream_source(p, 30.0, 1)
+    p.add_argument("--speech", type=Path, help="an other-speech folder (as kws train --negatives takes): its "
+                   "--split speakers' speech and words, instead of --data (default: none)")
+    p.add_argument("--split", choices=("validation", "testing"), default="validation",
+                   help="which held-out speakers of --speech: validation (never trained on) or testing (kept for "
+                   "reporting) (default: %(default)s)")
     p.add_argument("--negatives", type=Path, help="your own recording with no keywords in it, instead of --data "
                    "(default: none)")
     p.add_argument("--budget", type=float, default=6.0, help="false alarms per hour, all keywords together "
@@ -483,13 +488,17 @@ def _calibrate(args) -> int:
     from kws.eval_audio import recording, validation_stream
     from kws.eval_scoring import detect, run_model
 
-    if (args.data is None) == (args.negatives is None):
-        raise KwsError("give either --data (to build negative audio) or --negatives")
+    if sum(source is not None for source in (args.data, args.speech, args.negatives)) != 1:
+        raise KwsError("give one of --data (to build negative audio), --speech or --negatives")
     if args.budget < 0:
         raise KwsError("--budget must be at least 0")
     if args.data is not None:
         audio, _ = validation_stream(args.model, args.data, args.minutes, args.seed, args.snr_db,
                                                  keywords=False)
+    elif args.speech is not None:
+        from kws.eval_open_set import held_out_speech
+
+        audio = held_out_speech(args.model, args.speech, args.split, args.seed)
     else:
         audio = recording(args.negatives, args.model)
     negatives = run_model(args.model, audio, not args.no_progress and sys.stderr.isatty())

@@ -124,6 +124,17 @@ def _word_trials(predict, recognizer: Recognizer, clips: list[tuple[str, str, np
                                                     disable=not progress, leave=False)]
 
 
+def held_out_speech(model: str | Path, other: str | Path, split: str = "validation", seed: int = 0) -> np.ndarray:
+    """The split's speech from an other-speech folder, all of it end to end (continuous speech, then its
+    isolated words one after another) at the model's rate: audio in which none of the model's keywords is
+    spoken, by speakers that training on that folder never heard."""
+    _, config, _ = load_predictor(Path(model))
+    recognizer = Recognizer.from_onnx(model)
+    speech, words = _long_recordings(_recordings(Path(other), split, config, recognizer.labels), [],
+                                     recognizer.sample_rate, seed)
+    return np.concatenate([*speech.values(), *words.values()]).astype(np.float32)
+
+
 def speech_false_alarms(model: str | Path, other: str | Path, split: str = "validation",
                         negatives: tuple[Path, ...] = (), seed: int = 0) -> dict:
     """Part 1 alone, at the model's stored settings: false alarms on the split's continuous speech and on

@@ -116,3 +116,34 @@ def test_a_stale_streaming_twin_is_a_one_line_error(tiny_export, tiny_data, othe
                  "--other", str(other_speech), "--minutes", "0.5", "--no-progress"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("kws: error:") and "does not belong to" in line and "export the model again" in line
+
+
+def test_calibrate_on_held_out_speech_silences_what_fired_there(tiny_export, other_speech, tmp_path, capsys):
+    """`kws calibrate --speech`: thresholds for a budget on the split's speech and words (the planted "yes"
+    tones fire at the stored settings); with them, the runtime is quiet on that speech."""
+    from kws.eval_open_set import speech_false_alarms
+
+    for path in (tiny_export[0].window, tiny_export[0].stream):
+        shutil.copy(path, tmp_path / path.name)
+    model = tmp_path / tiny_export[0].window.name
+    words_before = open_set_words_fired(model, other_speech)
+    assert words_before > 0
+    assert main(["calibrate", "--model", str(model), "--speech", str(other_speech), "--budget", "0",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "thresholds written" in printed and "all: 0 false alarm(s)" in printed
+    assert open_set_words_fired(model, other_speech) == 0
+    assert speech_false_alarms(model, other_speech)["all"]["false_alarms"] == 0
+    assert main(["calibrate", "--model", str(model), "--speech", str(other_speech), "--split", "testing"]) == 2
+    assert "no testing recordings" in capsys.readouterr().err
+    assert main(["calibrate", "--model", str(model), "--speech", str(other_speech), "--negatives", "x.wav"]) == 2
+    assert "give one of" in capsys.readouterr().err
+
+
+def open_set_words_fired(model, other_speech) -> int:
+    """Detections on the split's words one after another, at the model's stored settings."""
+    from edge.runtime import Recognizer
+    from kws.eval_open_set import held_out_speech
+
+    audio = held_out_speech(model, other_speech)
+    return len(Recognizer.from_onnx(model).process(np.concatenate([audio, np.zeros(RATE // 2, np.float32)])))

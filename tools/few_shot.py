@@ -7,6 +7,8 @@ edge runtime at the exported model's stored settings:
 - recall: the share of the word's validation clips (every validation speaker) with an event for it, each
   clip alone with silence around it;
 - false alarms per hour on the held-out continuous speech of `--other`'s testing speakers (and `--speech`).
+With `--budget N`, the thresholds are first chosen as `kws calibrate --speech` chooses them: for N false
+alarms per hour on `--other`'s validation speakers (never trained on, never measured).
 
     python tools/few_shot.py --data ../shared/data/speech_commands --negatives runs/negatives \\
         --other eval/other --speech eval/asterisk --out runs/few_shot
@@ -71,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the own-words recipe's, %(default)s)")
     p.add_argument("--starts", choices=("both", "shipped", "fresh"), default="both",
                    help="which starting weights to train from (default: %(default)s)")
+    p.add_argument("--budget", type=float, default=None, help="calibrate each model's thresholds for this many "
+                   "false alarms per hour on --other's validation speech (default: the stored settings)")
     p.add_argument("--seed", type=int, default=0, help="which speakers and clips, and the training seed "
                    "(default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="folder for the data folders, runs and report")
@@ -147,6 +151,23 @@ def recall(model: Path, data: Path, word: str) -> tuple[int, int]:
     return heard, len(clips)
 
 
+def calibrated(model: Path, other: Path, budget: float, folder: Path) -> Path:
+    """A copy of `model` (and its streaming twin) in `folder`, its thresholds chosen for `budget` false alarms
+    per hour on `other`'s validation speech."""
+    import shutil
+
+    from kws.calibrate import calibrate, write_thresholds
+    from kws.eval_open_set import held_out_speech
+    from kws.eval_scoring import run_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for twin in model.parent.glob(f"{model.stem}*.onnx"):
+        shutil.copy(twin, folder / twin.name)
+    copy = folder / model.name
+    write_thresholds(copy, calibrate(run_model(copy, held_out_speech(copy, other), progress=False), budget))
+    return copy
+
+
 def run(args, clips: int, speakers: int, start: Path | None) -> dict:
     from kws.eval_open_set import speech_false_alarms
     from kws.export import export_checkpoint
@@ -160,7 +181,8 @@ def run(args, clips: int, speakers: int, start: Path | None) -> dict:
                                       learning_rate=OWN_WORDS["learning_rate"] if start else 3e-3))
     started = time.monotonic()
     run_dir = args.out / name
-    done = run_dir / "few_shot.json"
+    budget = "" if args.budget is None else f"_budget{args.budget:g}"
+    done = run_dir / f"few_shot{budget}.json"
     if done.exists():  # measured before: the same figures
         return json.loads(done.read_text())
     if not (run_dir / "config.json").exists():  # a finished run is measured again, not retrained
@@ -169,6 +191,8 @@ def run(args, clips: int, speakers: int, start: Path | None) -> dict:
     model = run_dir / "model" / "kws.onnx"
     if not model.exists():
         export_checkpoint(run_dir / "best.pt", model, data, verify_clips=100)
+    if args.budget is not None:
+        model = calibrated(model, args.other, args.budget, run_dir / f"model{budget}")
     heard, spoken = recall(model, data, args.word)
     speech = speech_false_alarms(model, args.other, "testing", tuple(args.speech))["all"]
     row = {"run": name, "speakers": used, "recall": heard / spoken, "spoken": spoken,
