@@ -91,7 +91,7 @@ def spec_mask(features: torch.Tensor, config: AugmentConfig, feature_config: Fea
     time_width = max(0, round(config.time_mask_ms / feature_config.hop_ms))
     time = _band_masks(batch, frames, config.time_masks, min(time_width, frames), generator)
     freq = _band_masks(batch, coefficients, config.freq_masks, min(config.freq_mask_bins, coefficients), generator)
-    return features.masked_fill(time[:, :, None] | freq[:, None, :], 0.0)
+    return features.masked_fill((time[:, :, None] | freq[:, None, :]).to(features.device), 0.0)  # drawn on the CPU
 
 
 def spectral_features(model: torch.nn.Module, audio: torch.Tensor, config: AugmentConfig,

@@ -109,6 +109,10 @@ def _add_train(sub) -> None:
     p.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
                    help="start from these weights (same words and network), e.g. to fine-tune models/kws.pt "
                         "(default: random weights)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train: cuda (a GPU, with bfloat16 mixed precision), cpu, or auto: cuda when "
+                        "PyTorch sees one. Under torchrun --nproc-per-node N each process trains a share of "
+                        "every batch (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
 
 
@@ -374,7 +378,7 @@ def _run(args) -> int:
 
         train(args.data, args.out, _train_config(args), resume=args.resume,
               progress=not args.no_progress and sys.stderr.isatty(), init_from=args.init_from,
-              negatives=tuple(args.negatives))
+              negatives=tuple(args.negatives), device=args.device)
         return 0
     if args.command == "eval":
         from kws.evaluate import evaluate_checkpoint

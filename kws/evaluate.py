@@ -21,7 +21,8 @@ def predict(model: KeywordLSTM, waveforms: torch.Tensor, batch_size: int = 256) 
     """[clips, samples] -> clip logits [clips, n_labels], in eval mode."""
     was_training = model.training
     model.eval()
-    logits = torch.cat([model.clip_logits(batch) for batch in waveforms.split(batch_size)])
+    device = next(model.parameters()).device
+    logits = torch.cat([model.clip_logits(batch.to(device)).cpu() for batch in waveforms.split(batch_size)])
     model.train(was_training)
     return logits
 

@@ -28,6 +28,7 @@ from kws.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoi
 from kws.config import Config
 from kws.data import (DatasetIndex, SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
                       resolve_keywords, scan)
+from kws.distributed import World, join, leave, pick_device
 from kws.errors import KwsError
 from kws.files import atomic_write, remove_stale_temporaries
 from kws.evaluate import EvalReport, predict
@@ -47,10 +48,14 @@ class TrainResult:
     report: EvalReport  # validation report of the best epoch
 
 
-def _epoch_generator(config: Config, epoch: int) -> torch.Generator:
+def _epoch_generators(config: Config, epoch: int, world: World) -> tuple[torch.Generator, torch.Generator]:
+    """(the epoch's draw of examples, the same in every process; this process's augmentation and dropout).
+    A process alone uses one generator for both, as runs before torchrun did."""
     seed = config.train.seed * 1_000_003 + epoch
-    torch.manual_seed(seed)  # dropout draws from the global generator
-    return torch.Generator().manual_seed(seed)
+    draw = torch.Generator().manual_seed(seed)
+    own = seed if world.size == 1 else seed + 7_919 * (world.rank + 1)
+    torch.manual_seed(own)  # dropout draws from the global generator
+    return draw, draw if world.size == 1 else torch.Generator().manual_seed(own)
 
 
 def _schedule(config: Config, steps_per_epoch: int) -> Callable[[int], float]:
@@ -74,72 +79,103 @@ def _normalisation(model: KeywordLSTM, audio: SplitAudio) -> tuple[torch.Tensor,
 
 
 def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
-    """Loss and (correct, counted) on single aligned clips."""
+    """Loss and (correct, counted) on single aligned clips. The audio is augmented on the CPU, then moves to
+    the model's device."""
+    device = labels.device
     waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
-    features = spectral_features(model, waveforms, config.augment, config.features, generator)
-    logits = clip_logits_from_frames(model.classify_frames(features), config.model)
+    features = spectral_features(model, waveforms.to(device), config.augment, config.features, generator)
+    logits = clip_logits_from_frames(model.classify_frames(features), config.model).float()
     loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
     return loss, int((logits.argmax(dim=1) == labels).sum()), len(labels)
 
 
 def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
     """Loss and (correct, counted) on clips placed in sequences; steps with one allowed label are counted."""
+    device = labels.device
     window = clip_steps(config.features, config.model)
     clips = perturb(waveforms, config.augment, config.features, generator)
-    batch = make_sequences(clips, labels, model.head.out_features, config, window, generator, audio.speech)
+    batch = make_sequences(clips, labels.cpu(), model.head.out_features, config, window, generator, audio.speech)
     mixed = mix_noise(batch.audio, audio.noise, config.augment.noise_probability, config.augment.noise_gain_max,
                       generator)
-    features = spectral_features(model, mixed, config.augment, config.features, generator)
-    logits = window_max(model.classify_frames(features), window)
-    allowed = batch.allowed[:, : logits.shape[1]]
+    features = spectral_features(model, mixed.to(device), config.augment, config.features, generator)
+    logits = window_max(model.classify_frames(features), window).float()
+    allowed = batch.allowed[:, : logits.shape[1]].to(device)
     loss = sequence_loss(logits, allowed, config.train.label_smoothing)
     if (batch.clip_labels >= 0).any():  # sequences that open with a whole clip also learn to classify it
-        loss = loss + F.cross_entropy(logits[:, window - 1], batch.clip_labels,
+        loss = loss + F.cross_entropy(logits[:, window - 1], batch.clip_labels.to(device),
                                       label_smoothing=config.train.label_smoothing)
     single = allowed.sum(dim=2) == 1
     correct = allowed.gather(2, logits.argmax(dim=2, keepdim=True)).squeeze(2) & single
     return loss, int(correct.sum()), int(single.sum())
 
 
-def _train_epoch(model, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int, progress: bool):
-    generator = _epoch_generator(config, epoch)
-    examples = draw_examples(audio, config.data, generator)
-    step = _sequence_step if config.train.sequence_ms else _clip_step
-    model.train()
-    loss_sum, correct, seen = 0.0, 0, 0
+class _Step(torch.nn.Module):
+    """One training step's loss as a module's forward, so that DistributedDataParallel sees every use of the
+    weights (the steps call the model's parts, not its forward)."""
+
+    def __init__(self, model: KeywordLSTM, audio: SplitAudio, config: Config):
+        super().__init__()
+        self.model, self._audio, self._config = model, audio, config
+        self._step = _sequence_step if config.train.sequence_ms else _clip_step
+
+    def forward(self, waveforms, labels, generator):
+        with torch.autocast(labels.device.type, dtype=torch.bfloat16, enabled=labels.device.type == "cuda"):
+            return self._step(self.model, waveforms, labels, self._audio, self._config, generator)
+
+
+def _train_epoch(step: torch.nn.Module, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int,
+                 progress: bool, world: World, device: torch.device):
+    """`step`: a _Step, wrapped in DistributedDataParallel under torchrun. Each process trains on its share
+    of each batch (every world.size-th example); a last batch too small to share is left out by all."""
+    draw, generator = _epoch_generators(config, epoch, world)
+    examples = draw_examples(audio, config.data, draw)
+    step.train()
+    loss_sum, correct, seen, trained_on = 0.0, 0, 0, 0
     bar = tqdm(examples.split(config.train.batch_size), desc=f"epoch {epoch + 1}/{config.train.epochs}",
                leave=False, disable=not progress, unit="batch")
     for batch in bar:
-        waveforms, labels = make_batch(audio, batch, config, generator, training=True)
-        loss, batch_correct, counted = step(model, waveforms, labels, audio, config, generator)
+        if len(batch) < world.size:
+            continue
+        share = batch[world.rank::world.size]
+        waveforms, labels = make_batch(audio, share, config, generator, training=True)
+        loss, batch_correct, counted = step(waveforms, labels.to(device), generator)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip_norm)
+        # DDP averages the processes' gradients; weighted by share, that is the whole batch's mean (x1 alone)
+        (loss * (world.size * len(share) / len(batch))).backward()
+        torch.nn.utils.clip_grad_norm_(step.parameters(), config.train.grad_clip_norm)
         optimizer.step()
         scheduler.step()
         loss_sum += loss.item() * counted
         correct += batch_correct
         seen += counted
+        trained_on += len(share)
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
-    return loss_sum / seen, correct / seen
+    loss_sum, correct, seen, trained_on = world.summed(loss_sum, correct, seen, trained_on)
+    return loss_sum / seen, correct / seen, int(trained_on)
 
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     atomic_write(run_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(history, indent=2)))
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(history[0]))
+    columns = dict.fromkeys(key for row in history for key in row)  # a resumed old run's rows lack newer figures
+    writer = csv.DictWriter(text, fieldnames=list(columns))
     writer.writeheader()
     writer.writerows(history)
     atomic_write(run_dir / "metrics.csv", lambda tmp: tmp.write_text(text.getvalue()))
 
 
-def arithmetic() -> dict[str, str]:
+def arithmetic(device: torch.device = torch.device("cpu"), world: World = World()) -> dict[str, str]:
     """What decides the rounding of every sum in training here. Two runs of one seed that differ in any of
     these differ in their weights (one epoch on AVX2 kernels instead of AVX-512 ones: by 4e-7), and a whole
     run grows that into another model, as another seed would be."""
-    return {"torch": str(torch.__version__), "torchaudio": str(torchaudio.__version__),
+    here = {"torch": str(torch.__version__), "torchaudio": str(torchaudio.__version__),
             "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "threads": str(torch.get_num_threads()),
             "machine": platform.machine()}
+    if device.type == "cuda":
+        here["device"] = torch.cuda.get_device_name(device)
+    if world.size > 1:  # each process sums its share of a batch, then the shares are averaged
+        here["processes"] = str(world.size)
+    return here
 
 
 def _describe(arithmetic: dict[str, str]) -> str:
@@ -290,25 +326,41 @@ def _validate(model: KeywordLSTM, data: _Data) -> dict:
 
 def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
           progress: bool = True, echo: Callable[[str], None] | None = None,
-          init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = ()) -> TrainResult:
+          init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = (),
+          device: str = "auto") -> TrainResult:
     """Train from scratch, from the weights in `init_from` (fine-tuning), or on from `run_dir/last.pt`.
-    `negatives`: folders of other speech (kws.other_speech) whose training parts are added as unknown."""
+    `negatives`: folders of other speech (kws.other_speech) whose training parts are added as unknown.
+    `device`: auto, cpu or cuda (kws.distributed); under torchrun, each process trains its share."""
+    where = pick_device(device)
+    world = join(where)
+    try:
+        return _train(Path(data_dir), Path(run_dir), config, resume, progress, echo, init_from,
+                      tuple(map(Path, negatives)), where, world)
+    finally:
+        leave(world)
+
+
+def _train(data_dir: Path, run_dir: Path, config: Config, resume: bool, progress: bool, echo, init_from,
+           negatives: tuple[Path, ...], device: torch.device, world: World) -> TrainResult:
     echo = echo or (lambda line: print(line, flush=True))  # flushed: logs are often piped to a file
-    run_dir = Path(run_dir)
+    if not world.main:  # rank 0 speaks and writes for all
+        echo, progress = (lambda line: None), False
     started = time.monotonic()
-    negatives = tuple(map(Path, negatives))
     index = scan(data_dir, config.data)
     config = _resolve(config, index, negatives, echo)
     state = _start_state(run_dir, config, resume)
-    # A run killed while writing leaves a temporary beside the file it was replacing; the file itself is whole.
-    for name in (LAST, BEST, "metrics.json", "metrics.csv", "config.json"):
-        remove_stale_temporaries(run_dir / name)
+    if world.main:  # a run killed while writing leaves a temporary beside the file it was replacing
+        for name in (LAST, BEST, "metrics.json", "metrics.csv", "config.json"):
+            remove_stale_temporaries(run_dir / name)
     data = _load_data(index, config, negatives, echo)
-    model = _build_model(data, state, run_dir, None if init_from is None else Path(init_from), echo)
+    model = _build_model(data, state, run_dir, None if init_from is None else Path(init_from), echo).to(device)
     size_kb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1024
     echo(f"model: KeywordLSTM, {model.parameter_count:,} parameters ({size_kb:.0f} KiB float32)")
-    here = arithmetic()
+    here = arithmetic(device, world)
     echo(f"arithmetic: {_describe(here)} (a run elsewhere gives other weights)")
+    step = _Step(model, data.train, config)
+    if world.size > 1:
+        step = torch.nn.parallel.DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
 
     steps_per_epoch = math.ceil(epoch_size(data.train, config.data) / config.train.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.learning_rate,
@@ -329,12 +381,15 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
 
     for epoch in range(start_epoch, config.train.epochs):
         epoch_start = time.monotonic()
-        train_loss, train_acc = _train_epoch(model, optimizer, scheduler, data.train, config, epoch, progress)
+        train_loss, train_acc, examples = _train_epoch(step, optimizer, scheduler, data.train, config, epoch,
+                                                       progress, world, device)
+        train_seconds = time.monotonic() - epoch_start
         figures = _validate(model, data)
         score, val_acc = figures.pop("score"), figures.pop("accuracy")
         history.append({"epoch": epoch + 1, "train_loss": round(train_loss, 5), "train_accuracy": round(train_acc, 5),
                         **figures, "learning_rate": scheduler.get_last_lr()[0],
-                        "seconds": round(time.monotonic() - epoch_start, 1)})
+                        "seconds": round(time.monotonic() - epoch_start, 1),
+                        "examples_per_second": round(examples / train_seconds, 1)})  # training alone, all processes
         improved = score > best
         if improved:
             best, best_accuracy = score, val_acc
@@ -342,17 +397,20 @@ def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: boo
                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                       "epoch": epoch + 1, "best_score": best, "best_accuracy": best_accuracy, "history": history,
                       "parameter_count": model.parameter_count, "arithmetic": here}
-        if improved:
-            save_checkpoint(run_dir / BEST, checkpoint)
-        save_checkpoint(run_dir / LAST, checkpoint)  # last, so a resume never lacks the best it recorded
-        _write_metrics(run_dir, history)
+        if world.main:
+            if improved:
+                save_checkpoint(run_dir / BEST, checkpoint)
+            save_checkpoint(run_dir / LAST, checkpoint)  # last, so a resume never lacks the best it recorded
+            _write_metrics(run_dir, history)
         other = (f"  other speech rejected {100 * figures['val_other_rejected']:5.2f}%"
                  if "val_other_rejected" in figures else "")
         echo(f"epoch {epoch + 1:>3}/{config.train.epochs}  loss {train_loss:.3f}  acc {100 * train_acc:5.2f}%  |  "
              f"val loss {figures['val_loss']:.3f}  acc {100 * val_acc:5.2f}%{other}{'  *' if improved else ''}  "
              f"({history[-1]['seconds']:.0f} s)")
 
-    atomic_write(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config.to_dict(), indent=2)))
+    if world.main:
+        atomic_write(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config.to_dict(), indent=2)))
+    world.wait_for_all()  # best.pt is whole before any process reads it
     best_model, _, _ = model_from_checkpoint(load_checkpoint(run_dir / BEST), run_dir / BEST)
     report = EvalReport.from_predictions(predict(best_model, data.val_waveforms).argmax(dim=1), data.val_labels,
                                          data.labels)

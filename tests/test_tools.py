@@ -28,7 +28,9 @@ def _tool(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     ("seed_spread", ["nowhere"], "seed_spread: error: nowhere holds no report"),
     pytest.param("few_shot", ["--data", "nowhere", "--negatives", "other", "--other", "other", "--out", "out"],
                  "few_shot: error: nowhere/happy does not exist", marks=NEEDS_TORCH),
-], ids=["benchmark", "soak", "stream_check", "seed_spread", "few_shot"])
+    pytest.param("train_throughput", ["--data", "nowhere"], "train_throughput: error: --data nowhere is not a folder",
+                 marks=NEEDS_TORCH),
+], ids=["benchmark", "soak", "stream_check", "seed_spread", "few_shot", "train_throughput"])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, name, args, says):
     (tmp_path / "other" / "words" / "happy").mkdir(parents=True)  # other speech without "on" or "off"
     sf.write(tmp_path / "other" / "words" / "happy" / "00003000_nohash_0.wav", np.zeros(RATE, np.float32), RATE)

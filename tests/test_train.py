@@ -50,7 +50,7 @@ def test_resume_matches_an_uninterrupted_run(tiny_data, tiny_config, tmp_path, m
     monkeypatch.setattr(kws.train, "_train_epoch", real_epoch)
     # resumed on another CPU: the same numbers here, but the log must say the weights will not be
     real_arithmetic = kws.train.arithmetic
-    monkeypatch.setattr(kws.train, "arithmetic", lambda: {**real_arithmetic(), "cpu_kernels": "OTHER"})
+    monkeypatch.setattr(kws.train, "arithmetic", lambda *a: {**real_arithmetic(*a), "cpu_kernels": "OTHER"})
     # what a SIGKILL in the middle of saving leaves beside the whole last.pt
     stale = tmp_path / "split" / ".last.pt.k1ll3d.tmp"
     stale.write_bytes(b"half a checkpoint")
@@ -64,8 +64,9 @@ def test_resume_matches_an_uninterrupted_run(tiny_data, tiny_config, tmp_path, m
     assert split["epoch"] == 3
     for key, value in whole["model"].items():
         assert torch.allclose(value, split["model"][key], atol=1e-6), key
-    drop_time = [{k: v for k, v in row.items() if k != "seconds"} for row in whole["history"]]
-    assert drop_time == [{k: v for k, v in row.items() if k != "seconds"} for row in split["history"]]
+    timed = ("seconds", "examples_per_second")
+    drop_time = [{k: v for k, v in row.items() if k not in timed} for row in whole["history"]]
+    assert drop_time == [{k: v for k, v in row.items() if k not in timed} for row in split["history"]]
 
 
 def test_eval_writes_report_and_confusion_matrix(tiny_data, tiny_config, tmp_path):
@@ -97,11 +98,12 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_data, tiny_config, tmp_p
     seen = []  # per epoch: (the dropout the model trains with, whether it holds exactly the starting weights)
     train_epoch = kws.train._train_epoch
 
-    def spy(model, *args, **kwargs):
+    def spy(step, *args, **kwargs):  # step: kws.train._Step, the loss of the model it holds
+        model = step.model
         same = model.state_dict().keys() == start.keys() and all(
             torch.equal(value, start[name]) for name, value in model.state_dict().items())
         seen.append((model.dropout.p, same))
-        return train_epoch(model, *args, **kwargs)
+        return train_epoch(step, *args, **kwargs)
 
     monkeypatch.setattr(kws.train, "_train_epoch", spy)
     more_dropout = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, dropout=0.3))
@@ -121,8 +123,8 @@ def test_other_words_start_from_everything_but_the_heads_new_rows(tiny_data, tin
     start = load_checkpoint(scratch.run_dir / "best.pt")["model"]
     seen = []
     train_epoch = kws.train._train_epoch
-    monkeypatch.setattr(kws.train, "_train_epoch", lambda model, *a: (seen.append(
-        {name: value.clone() for name, value in model.state_dict().items()}), train_epoch(model, *a))[1])
+    monkeypatch.setattr(kws.train, "_train_epoch", lambda step, *a: (seen.append(
+        {name: value.clone() for name, value in step.model.state_dict().items()}), train_epoch(step, *a))[1])
     other = dataclasses.replace(tiny_config, data=dataclasses.replace(tiny_config.data, keywords=("stop", "yes")),
                                 train=dataclasses.replace(tiny_config.train, epochs=1))
     lines = []
