@@ -324,6 +324,9 @@ def _add_record(sub) -> None:
                    help="instead of the microphone, cut a recording of the word said many times with a pause "
                         "(half a second or more) after each into clips, any rate, e.g. from a phone; refused "
                         "stretches are reported (default: the microphone)")
+    p.add_argument("--synthetic", type=int, default=None, metavar="N",
+                   help="instead of the microphone, N takes said by espeak-ng's English voices at random pitch "
+                        "and rate, each voice its own speaker (needs espeak-ng) (default: none)")
     add_device_arguments(p)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -291,10 +292,28 @@ def test_from_wav_option_mistakes(tmp_path, capsys, extra, expected):
     (["record", "_silence_", "--out", "x"], "cannot be a word folder"),
     (["record", "lights", "--out", "x", "--count", "0"], "--count must be at least 1"),
     (["record", "lights", "--out", "x", "--from-wav", "no/such.wav"], "not found"),
+    (["record", "lights", "--out", "x", "--synthetic", "3", "--count", "2"], "leave out --count"),
+    (["record", "lights", "--out", "x", "--synthetic", "3", "--speaker", "me"], "leave out --speaker"),
+    (["record", "lights", "--out", "x", "--synthetic", "0"], "--synthetic must be at least 1"),
 ])
 def test_command_line_mistakes(argv, expected, capsys):
     assert cli.main(argv) == 2
     assert expected in _one_line_error(capsys)
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed (the README's test command "
+                    "installs it)")
+def test_synthetic_takes_are_cut_and_saved_as_a_microphone_take_would_be(tmp_path, capsys):
+    assert cli.main(["record", "lights", "--out", str(tmp_path), "--synthetic", "12"]) == 0
+    assert "12 synthetic clip(s) of 'lights' saved" in capsys.readouterr().out
+    files = sorted((tmp_path / "lights").glob("*.flac"))
+    speakers = {path.name.split("_nohash_")[0] for path in files}
+    assert len(files) == 12 and len(speakers) > 3 and all(s.startswith("espeak-") for s in speakers)
+    for path in files:
+        audio, rate = sf.read(path, dtype="float32")
+        assert rate == RATE and len(audio) == RATE and record.judge_take(np.pad(audio, RATE // 2)).kept
+    again = [audio for _, audio in record.synthetic_takes("lights", 3)]
+    assert all(np.array_equal(a, b) for a, b in zip(again, [audio for _, audio in record.synthetic_takes("lights", 3)]))
 
 
 def test_a_recording_without_words_or_good_words_is_an_error(tmp_path, capsys):

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the own-words recipe's, %(default)s)")
     p.add_argument("--starts", choices=("both", "shipped", "fresh"), default="both",
                    help="which starting weights to train from (default: %(default)s)")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N takes of the word said by "
+                   "espeak-ng voices to the training clips, as `kws record --synthetic N` does (default: none)")
     p.add_argument("--budget", type=float, default=None, help="calibrate each model's thresholds for this many "
                    "false alarms per hour on --other's validation speech (default: the stored settings)")
     p.add_argument("--seed", type=int, default=0, help="which speakers and clips, and the training seed "
@@ -96,11 +98,13 @@ def _rank(text: str, seed: int) -> str:
     return hashlib.sha1(f"{seed}:{text}".encode()).hexdigest()
 
 
-def few_shot_data(data: Path, word: str, clips: int, speakers: int, seed: int, out: Path) -> tuple[Path, int]:
+def few_shot_data(data: Path, word: str, clips: int, speakers: int, seed: int, out: Path,
+                  synthetic: int = 0) -> tuple[Path, int]:
     """A data folder of links: every other word whole; of `word`, `clips` training clips from at least
     `speakers` training speakers (up to clips / speakers from each, the speakers with most clips first:
     Speech Commands holds at most about five of a word per speaker, so 20 clips take five of them) and all
-    its validation and testing clips. Returns the folder and the speakers used."""
+    its validation and testing clips; and `synthetic` takes said by espeak-ng voices (`kws record
+    --synthetic`). Returns the folder and the speakers used."""
     if not (data / word).is_dir():
         raise KwsError(f"{data / word} does not exist: --data must hold the --word as a folder of clips")
     listed = _listed(data)
@@ -121,8 +125,12 @@ def few_shot_data(data: Path, word: str, clips: int, speakers: int, seed: int, o
     if len(kept) < clips:
         raise KwsError(f"{data / word} has {len(kept)} training clips, not {clips}")
     kept += [p for p in files if f"{word}/{p.stem}" in listed]
-    folder = out / f"data-{clips}x{speakers}"
+    folder = out / (f"data-{clips}x{speakers}" + (f"-synth{synthetic}" if synthetic else ""))
     (folder / word).mkdir(parents=True, exist_ok=True)
+    if synthetic and not any((folder / word).glob("espeak-*")):
+        from kws.record import record_synthetic
+
+        record_synthetic(word, folder / word, synthetic, seed)
     for path in kept:
         link = folder / word / path.name
         if not link.exists():
@@ -173,8 +181,8 @@ def run(args, clips: int, speakers: int, start: Path | None) -> dict:
     from kws.export import export_checkpoint
     from kws.train import train
 
-    data, used = few_shot_data(args.data, args.word, clips, speakers, args.seed, args.out)
-    name = f"{clips}x{speakers}-{'shipped' if start else 'fresh'}"
+    data, used = few_shot_data(args.data, args.word, clips, speakers, args.seed, args.out, args.synthetic)
+    name = f"{clips}x{speakers}-{'shipped' if start else 'fresh'}" + (f"-synth{args.synthetic}" if args.synthetic else "")
     config = Config(data=DataConfig(keywords=(args.word,), keyword_examples=args.keyword_examples,
                                     unknown_percent=args.unknown_percent),
                     train=TrainConfig(epochs=args.epochs, seed=args.seed, select_by=OWN_WORDS["select_by"],
