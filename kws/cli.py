@@ -113,6 +113,10 @@ def _add_train(sub) -> None:
                    help="where to train: cuda (a GPU, with bfloat16 mixed precision), cpu, or auto: cuda when "
                         "PyTorch sees one. Under torchrun --nproc-per-node N each process trains a share of "
                         "every batch (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that draw and augment the batches beside training, each batch from a seed "
+                        "of its own (the same model for any N of 1 or more; 0: in the training process, from "
+                        "the epoch's one seed) (default: 0 on the CPU; on a GPU the cores but one, at most 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay)")
 
 
@@ -381,7 +385,7 @@ def _run(args) -> int:
 
         train(args.data, args.out, _train_config(args), resume=args.resume,
               progress=not args.no_progress and sys.stderr.isatty(), init_from=args.init_from,
-              negatives=tuple(args.negatives), device=args.device)
+              negatives=tuple(args.negatives), device=args.device, workers=args.workers)
         return 0
     if args.command == "eval":
         from kws.evaluate import evaluate_checkpoint

@@ -32,6 +32,20 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
 
 
+def pick_workers(workers: int | None, device: torch.device) -> int:
+    """Processes that prepare batches (draw, augment, lay out sequences) beside training. None: 0 on the CPU,
+    where a worker would take a core from the arithmetic; on a GPU, this process's share of the cores but
+    one, at most 8, so the GPU does not wait for the CPU."""
+    if workers is not None:
+        if workers < 0:
+            raise KwsError(f"--workers must be 0 or more, not {workers}")
+        return workers
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, min(8, cores - 1))
+
+
 @dataclass(frozen=True)
 class World:
     """This process's rank among `size` training processes (rank 0 of 1 without torchrun)."""

@@ -16,7 +16,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from kws.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoi
 from kws.config import Config
 from kws.data import (DatasetIndex, SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
                       resolve_keywords, scan)
-from kws.distributed import World, join, leave, pick_device
+from kws.distributed import World, join, leave, pick_device, pick_workers
 from kws.errors import KwsError
 from kws.files import atomic_write, remove_stale_temporaries
 from kws.evaluate import EvalReport, predict
@@ -48,14 +48,15 @@ class TrainResult:
     report: EvalReport  # validation report of the best epoch
 
 
-def _epoch_generators(config: Config, epoch: int, world: World) -> tuple[torch.Generator, torch.Generator]:
-    """(the epoch's draw of examples, the same in every process; this process's augmentation and dropout).
-    A process alone uses one generator for both, as runs before torchrun did."""
+def _epoch_generators(config: Config, epoch: int, world: World) -> tuple[torch.Generator, torch.Generator, int]:
+    """(the epoch's draw of examples, the same in every process; this process's augmentation and dropout;
+    the seed of that generator, from which worker processes seed each batch). A process alone uses one
+    generator for both, as runs before torchrun did."""
     seed = config.train.seed * 1_000_003 + epoch
     draw = torch.Generator().manual_seed(seed)
     own = seed if world.size == 1 else seed + 7_919 * (world.rank + 1)
     torch.manual_seed(own)  # dropout draws from the global generator
-    return draw, draw if world.size == 1 else torch.Generator().manual_seed(own)
+    return draw, draw if world.size == 1 else torch.Generator().manual_seed(own), own
 
 
 def _schedule(config: Config, steps_per_epoch: int) -> Callable[[int], float]:
@@ -78,32 +79,45 @@ def _normalisation(model: KeywordLSTM, audio: SplitAudio) -> tuple[torch.Tensor,
     return frames.mean(dim=0), frames.std(dim=0)
 
 
-def _clip_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
-    """Loss and (correct, counted) on single aligned clips. The audio is augmented on the CPU, then moves to
-    the model's device."""
-    device = labels.device
-    waveforms = augment_audio(waveforms, audio.noise, config.augment, config.features, generator)
-    features = spectral_features(model, waveforms.to(device), config.augment, config.features, generator)
-    logits = clip_logits_from_frames(model.classify_frames(features), config.model).float()
-    loss = F.cross_entropy(logits, labels, label_smoothing=config.train.label_smoothing)
-    return loss, int((logits.argmax(dim=1) == labels).sum()), len(labels)
+class Prepared(NamedTuple):
+    """One process's share of a batch, made ready on the CPU: drawn, augmented and, for step 2, laid out in
+    sequences. Only the SpecAugment masks, drawn on the device's features, are left to the step."""
+
+    audio: torch.Tensor  # [batch, samples]
+    labels: torch.Tensor  # clips: [batch] labels; sequences: the label of the clip that opens each (-1: none)
+    allowed: torch.Tensor | None  # sequences: [batch, steps, labels] the labels allowed at each step
 
 
-def _sequence_step(model, waveforms, labels, audio: SplitAudio, config: Config, generator):
-    """Loss and (correct, counted) on clips placed in sequences; steps with one allowed label are counted."""
-    device = labels.device
-    window = clip_steps(config.features, config.model)
+def prepare(audio: SplitAudio, share: torch.Tensor, config: Config, generator: torch.Generator) -> Prepared:
+    """The examples `share` (indices into `audio`, -1: silence) as training audio, on the CPU."""
+    waveforms, labels = make_batch(audio, share, config, generator, training=True)
+    if not config.train.sequence_ms:
+        return Prepared(augment_audio(waveforms, audio.noise, config.augment, config.features, generator), labels, None)
     clips = perturb(waveforms, config.augment, config.features, generator)
-    batch = make_sequences(clips, labels.cpu(), model.head.out_features, config, window, generator, audio.speech)
+    batch = make_sequences(clips, labels, len(labels_for(config.data.keywords)), config,
+                           clip_steps(config.features, config.model), generator, audio.speech)
     mixed = mix_noise(batch.audio, audio.noise, config.augment.noise_probability, config.augment.noise_gain_max,
                       generator)
-    features = spectral_features(model, mixed.to(device), config.augment, config.features, generator)
+    return Prepared(mixed, batch.clip_labels, batch.allowed)
+
+
+def _clip_loss(model, batch: Prepared, config: Config, generator):
+    """Loss and (correct, counted) on single aligned clips."""
+    features = spectral_features(model, batch.audio, config.augment, config.features, generator)
+    logits = clip_logits_from_frames(model.classify_frames(features), config.model).float()
+    loss = F.cross_entropy(logits, batch.labels, label_smoothing=config.train.label_smoothing)
+    return loss, int((logits.argmax(dim=1) == batch.labels).sum()), len(batch.labels)
+
+
+def _sequence_loss(model, batch: Prepared, config: Config, generator):
+    """Loss and (correct, counted) on sequences; steps with one allowed label are counted."""
+    window = clip_steps(config.features, config.model)
+    features = spectral_features(model, batch.audio, config.augment, config.features, generator)
     logits = window_max(model.classify_frames(features), window).float()
-    allowed = batch.allowed[:, : logits.shape[1]].to(device)
+    allowed = batch.allowed[:, : logits.shape[1]]
     loss = sequence_loss(logits, allowed, config.train.label_smoothing)
-    if (batch.clip_labels >= 0).any():  # sequences that open with a whole clip also learn to classify it
-        loss = loss + F.cross_entropy(logits[:, window - 1], batch.clip_labels.to(device),
-                                      label_smoothing=config.train.label_smoothing)
+    if (batch.labels >= 0).any():  # sequences that open with a whole clip also learn to classify it
+        loss = loss + F.cross_entropy(logits[:, window - 1], batch.labels, label_smoothing=config.train.label_smoothing)
     single = allowed.sum(dim=2) == 1
     correct = allowed.gather(2, logits.argmax(dim=2, keepdim=True)).squeeze(2) & single
     return loss, int(correct.sum()), int(single.sum())
@@ -113,32 +127,64 @@ class _Step(torch.nn.Module):
     """One training step's loss as a module's forward, so that DistributedDataParallel sees every use of the
     weights (the steps call the model's parts, not its forward)."""
 
-    def __init__(self, model: KeywordLSTM, audio: SplitAudio, config: Config):
+    def __init__(self, model: KeywordLSTM, config: Config, device: torch.device):
         super().__init__()
-        self.model, self._audio, self._config = model, audio, config
-        self._step = _sequence_step if config.train.sequence_ms else _clip_step
+        self.model, self._config, self._device = model, config, device
+        self._loss = _sequence_loss if config.train.sequence_ms else _clip_loss
 
-    def forward(self, waveforms, labels, generator):
-        with torch.autocast(labels.device.type, dtype=torch.bfloat16, enabled=labels.device.type == "cuda"):
-            return self._step(self.model, waveforms, labels, self._audio, self._config, generator)
+    def forward(self, batch: Prepared, generator):
+        on_device = Prepared(*(None if t is None else t.to(self._device, non_blocking=True) for t in batch))
+        with torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._device.type == "cuda"):
+            return self._loss(self.model, on_device, self._config, generator)
+
+
+class _Batches(torch.utils.data.Dataset):
+    """An epoch's batches for worker processes: batch i is prepared from a seed of its own, so the workers
+    may finish in any order and their number never changes the result."""
+
+    def __init__(self, shares: list[torch.Tensor], audio: SplitAudio, config: Config, seed: int):
+        self._shares, self._audio, self._config, self._seed = shares, audio, config, seed
+
+    def __len__(self) -> int:
+        return len(self._shares)
+
+    def __getitem__(self, i: int) -> tuple[Prepared, torch.Tensor]:
+        generator = torch.Generator().manual_seed((self._seed * 1_000_033 + i) % 2**63)
+        # the generator goes on to the masks in the main process
+        return prepare(self._audio, self._shares[i], self._config, generator), generator.get_state()
+
+
+def _prepared(shares: list[torch.Tensor], audio: SplitAudio, config: Config, generator: torch.Generator,
+              workers: int, seed: int, pin: bool):
+    """(prepared batch, the generator its step goes on with) for each share, in order: in this process from
+    the epoch's one generator (workers 0), or in worker processes from a seed per batch."""
+    if not workers:
+        for share in shares:
+            yield prepare(audio, share, config, generator), generator
+        return
+    loader = torch.utils.data.DataLoader(_Batches(shares, audio, config, seed), batch_size=None,
+                                         num_workers=workers, pin_memory=pin, prefetch_factor=4)
+    for batch, state in loader:
+        generator = torch.Generator()
+        generator.set_state(state)
+        yield batch, generator
 
 
 def _train_epoch(step: torch.nn.Module, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int,
-                 progress: bool, world: World, device: torch.device):
+                 progress: bool, world: World, device: torch.device, workers: int):
     """`step`: a _Step, wrapped in DistributedDataParallel under torchrun. Each process trains on its share
     of each batch (every world.size-th example); a last batch too small to share is left out by all."""
-    draw, generator = _epoch_generators(config, epoch, world)
+    draw, generator, seed = _epoch_generators(config, epoch, world)
     examples = draw_examples(audio, config.data, draw)
+    batches = [batch for batch in examples.split(config.train.batch_size) if len(batch) >= world.size]
+    shares = [batch[world.rank::world.size] for batch in batches]
     step.train()
     loss_sum, correct, seen, trained_on = 0.0, 0, 0, 0
-    bar = tqdm(examples.split(config.train.batch_size), desc=f"epoch {epoch + 1}/{config.train.epochs}",
-               leave=False, disable=not progress, unit="batch")
-    for batch in bar:
-        if len(batch) < world.size:
-            continue
-        share = batch[world.rank::world.size]
-        waveforms, labels = make_batch(audio, share, config, generator, training=True)
-        loss, batch_correct, counted = step(waveforms, labels.to(device), generator)
+    prepared = _prepared(shares, audio, config, generator, workers, seed, pin=device.type == "cuda")
+    bar = tqdm(zip(batches, shares, prepared), total=len(batches), desc=f"epoch {epoch + 1}/{config.train.epochs}", leave=False,
+               disable=not progress, unit="batch")
+    for batch, share, (ready, generator) in bar:
+        loss, batch_correct, counted = step(ready, generator)
         optimizer.zero_grad(set_to_none=True)
         # DDP averages the processes' gradients; weighted by share, that is the whole batch's mean (x1 alone)
         (loss * (world.size * len(share) / len(batch))).backward()
@@ -164,7 +210,7 @@ def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     atomic_write(run_dir / "metrics.csv", lambda tmp: tmp.write_text(text.getvalue()))
 
 
-def arithmetic(device: torch.device = torch.device("cpu"), world: World = World()) -> dict[str, str]:
+def arithmetic(device: torch.device = torch.device("cpu"), world: World = World(), workers: int = 0) -> dict[str, str]:
     """What decides the rounding of every sum in training here. Two runs of one seed that differ in any of
     these differ in their weights (one epoch on AVX2 kernels instead of AVX-512 ones: by 4e-7), and a whole
     run grows that into another model, as another seed would be."""
@@ -175,6 +221,8 @@ def arithmetic(device: torch.device = torch.device("cpu"), world: World = World(
         here["device"] = torch.cuda.get_device_name(device)
     if world.size > 1:  # each process sums its share of a batch, then the shares are averaged
         here["processes"] = str(world.size)
+    if workers:  # each batch augmented from a seed of its own, not from the epoch's one generator
+        here["batches"] = "seeded one by one (worker processes)"
     return here
 
 
@@ -327,21 +375,22 @@ def _validate(model: KeywordLSTM, data: _Data) -> dict:
 def train(data_dir: str | Path, run_dir: str | Path, config: Config, resume: bool = False,
           progress: bool = True, echo: Callable[[str], None] | None = None,
           init_from: str | Path | None = None, negatives: tuple[str | Path, ...] = (),
-          device: str = "auto") -> TrainResult:
+          device: str = "auto", workers: int | None = None) -> TrainResult:
     """Train from scratch, from the weights in `init_from` (fine-tuning), or on from `run_dir/last.pt`.
     `negatives`: folders of other speech (kws.other_speech) whose training parts are added as unknown.
-    `device`: auto, cpu or cuda (kws.distributed); under torchrun, each process trains its share."""
+    `device`: auto, cpu or cuda (kws.distributed); under torchrun, each process trains its share.
+    `workers`: processes that prepare the batches (kws.distributed.pick_workers; None: 0 on the CPU)."""
     where = pick_device(device)
     world = join(where)
     try:
         return _train(Path(data_dir), Path(run_dir), config, resume, progress, echo, init_from,
-                      tuple(map(Path, negatives)), where, world)
+                      tuple(map(Path, negatives)), where, world, pick_workers(workers, where))
     finally:
         leave(world)
 
 
 def _train(data_dir: Path, run_dir: Path, config: Config, resume: bool, progress: bool, echo, init_from,
-           negatives: tuple[Path, ...], device: torch.device, world: World) -> TrainResult:
+           negatives: tuple[Path, ...], device: torch.device, world: World, workers: int) -> TrainResult:
     echo = echo or (lambda line: print(line, flush=True))  # flushed: logs are often piped to a file
     if not world.main:  # rank 0 speaks and writes for all
         echo, progress = (lambda line: None), False
@@ -356,9 +405,9 @@ def _train(data_dir: Path, run_dir: Path, config: Config, resume: bool, progress
     model = _build_model(data, state, run_dir, None if init_from is None else Path(init_from), echo).to(device)
     size_kb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1024
     echo(f"model: KeywordLSTM, {model.parameter_count:,} parameters ({size_kb:.0f} KiB float32)")
-    here = arithmetic(device, world)
+    here = arithmetic(device, world, workers)
     echo(f"arithmetic: {_describe(here)} (a run elsewhere gives other weights)")
-    step = _Step(model, data.train, config)
+    step = _Step(model, config, device)
     if world.size > 1:
         step = torch.nn.parallel.DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
 
@@ -382,7 +431,7 @@ def _train(data_dir: Path, run_dir: Path, config: Config, resume: bool, progress
     for epoch in range(start_epoch, config.train.epochs):
         epoch_start = time.monotonic()
         train_loss, train_acc, examples = _train_epoch(step, optimizer, scheduler, data.train, config, epoch,
-                                                       progress, world, device)
+                                                       progress, world, device, workers)
         train_seconds = time.monotonic() - epoch_start
         figures = _validate(model, data)
         score, val_acc = figures.pop("score"), figures.pop("accuracy")

@@ -1,6 +1,7 @@
 """Training under torchrun: two CPU processes (gloo) train as one process does with the same global batch,
 only rank 0 writes, an interrupted two-process run resumes to the same weights, and `kws train` itself runs
-under torchrun. A GPU run where PyTorch sees one."""
+under torchrun. Worker processes that prepare the batches give one model whatever their number. A GPU run
+where PyTorch sees one."""
 
 import dataclasses
 import json
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import kws.train
 from kws.checkpoint import load_checkpoint
 from kws.config import AugmentConfig, Config
+from kws.errors import KwsError
 from kws.train import train
 
 from conftest import tone_model_config
@@ -126,6 +129,52 @@ def test_the_throughput_benchmark_prints_a_row_per_process_count(tiny_data, tmp_
                              "--no-gpu", "--processes", "1", "--", "--epochs-typo", "1"],
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert failed.returncode == 2 and failed.stderr.startswith("train_throughput: error: 1 process(es) on cpu")
+
+
+def _with_workers(tiny_data, out: Path, workers: int, sequence_ms: int = 0) -> dict:
+    config = tone_model_config(hidden_size=16, epochs=2)  # augmentation on: every batch draws from its seed
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, sequence_ms=sequence_ms))
+    train(tiny_data, out, config, progress=False, echo=lambda line: None, device="cpu", workers=workers)
+    return load_checkpoint(out / "last.pt")
+
+
+@pytest.mark.parametrize("sequence_ms", [0, 1500])
+def test_worker_processes_give_the_same_model_whatever_their_number(tiny_data, tmp_path, sequence_ms):
+    torch.set_num_threads(1)
+    one, two = (_with_workers(tiny_data, tmp_path / f"w{n}", n, sequence_ms) for n in (1, 2))
+    assert all(torch.equal(one["model"][key], two["model"][key]) for key in one["model"])
+    assert one["arithmetic"] == two["arithmetic"] and "batches" in one["arithmetic"]
+    # in the training process, the epoch's one generator augments every batch: another model, and no note
+    inline = _with_workers(tiny_data, tmp_path / "w0", 0, sequence_ms)
+    assert not all(torch.equal(one["model"][key], inline["model"][key]) for key in one["model"])
+    assert "batches" not in inline["arithmetic"]
+
+
+def test_a_run_with_workers_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    whole = _with_workers(tiny_data, tmp_path / "whole", 2)
+    real_epoch = kws.train._train_epoch
+
+    def dies_in_second_epoch(*args):
+        if args[5] == 1:  # the epoch index
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(kws.train, "_train_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _with_workers(tiny_data, tmp_path / "split", 2)
+    monkeypatch.setattr(kws.train, "_train_epoch", real_epoch)
+    config = tone_model_config(hidden_size=16, epochs=2)
+    train(tiny_data, tmp_path / "split", config, resume=True, progress=False, echo=lambda line: None,
+          device="cpu", workers=1)
+    split = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert all(torch.equal(whole["model"][key], split["model"][key]) for key in whole["model"])
+
+
+def test_workers_must_be_zero_or_more(tiny_data, tmp_path):
+    with pytest.raises(KwsError, match="--workers must be 0 or more"):
+        train(tiny_data, tmp_path / "run", tone_model_config(hidden_size=16, epochs=1), progress=False,
+              echo=lambda line: None, device="cpu", workers=-1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch sees no CUDA GPU here")
