@@ -97,3 +97,46 @@ def test_the_own_words_recipe_starts_from_the_shipped_model_in_one_step(tmp_path
     assert args.init_from == Path("models/kws.pt") and args.negatives == [Path("../shared/data/other_speech")]
     assert config.data.keywords == ("lights",) and config.data.keyword_examples == 1000
     assert config.model == Config.from_dict(torch.load(MODELS / "kws.pt", weights_only=True)["config"]).model
+
+
+def _speech_commands_v2_in_miniature(root: Path) -> Path:
+    """The full data set's layout, a few tone clips per word: the ten commands, two of the other 25 words,
+    the noise folder and both official lists (speakers 0-1 validate, 2 test, 3-5 train)."""
+    import numpy as np
+    import soundfile as sf
+
+    from conftest import RATE, tone_clip
+    from kws.config import COMMANDS
+
+    rng = np.random.default_rng(0)
+    lists = {"validation_list.txt": [], "testing_list.txt": []}
+    for n, word in enumerate((*COMMANDS, "bed", "marvin")):
+        (root / word).mkdir(parents=True)
+        for speaker in range(6):
+            name = f"{speaker:08x}_nohash_0.wav"
+            sf.write(root / word / name, tone_clip(rng, 300 + 250 * n, 3300 - 250 * n), RATE, subtype="PCM_16")
+            if speaker < 3:
+                lists["validation_list.txt" if speaker < 2 else "testing_list.txt"].append(f"{word}/{name}")
+    (root / "_background_noise_").mkdir()
+    sf.write(root / "_background_noise_" / "hum.wav", (0.1 * rng.standard_normal(10 * RATE)).astype(np.float32), RATE)
+    for name, lines in lists.items():
+        (root / name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_the_full_data_recipe_trains_the_12_classes_and_scores_the_official_test_list(tmp_path, monkeypatch, capsys):
+    """The documented command line of kws/recipes/speech-commands.toml, in the folder it expects, on a miniature
+    of Speech Commands v0.02 (the real one is 2.3 GB: CI downloads nothing)."""
+    _speech_commands_v2_in_miniature(tmp_path / "data" / "speech_commands")
+    monkeypatch.chdir(tmp_path)
+    small = ["--epochs", "1", "--hidden-size", "16", "--no-progress"]
+    assert main(["train", "--recipe", "speech-commands", *small]) == 0
+    state = torch.load(tmp_path / "runs" / "v2" / "best.pt", weights_only=False)
+    assert state["labels"] == ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off",
+                               "stop", "go"]
+    assert state["config"]["model"]["frame_stack"] == 2
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", "runs/v2/best.pt", "--data", "data/speech_commands", "--split", "testing"]) == 0
+    table = capsys.readouterr().out
+    # the ten commands' test clips (one speaker), one tenth as many other words and silence cuts each
+    assert "on 12 clips" in table and table.count("       1  ") == 12
