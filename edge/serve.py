@@ -15,7 +15,7 @@ and at disconnect), resampler and detector state; the ONNX sessions are shared r
 (edge.multi.MultiRecognizer: one event per spoken word, held back the models' longest suppression time).
 
 It is a service on a home network, so one client must not be able to hold up the others:
-- events are read by `edge.framing`, which refuses lengths over its limits before reading them;
+- events are read by `edge.protocol`, which refuses lengths over its limits before reading them;
 - audio is heard on a few worker threads in slices of at most SLICE_MS, one slice per client at a time,
   so the event loop never waits for the model and a long chunk never holds up another client for long;
 - a chunk longer than MAX_CHUNK_MS or a client sending faster than `--max-speed` times real time,
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import logging
 import math
 import os
@@ -45,7 +44,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from edge.errors import EdgeError, Throttled
-from edge.framing import FrameLimits, ProtocolError, read_event
+from edge.protocol import (FrameLimits, ProtocolError, audio_format, commands, detect_names, encoded, error_event,
+                           read_event, to_model_audio, wyoming_info)
 from edge.cli import (
     Parser,
     add_model_arguments,
@@ -56,14 +56,10 @@ from edge.cli import (
     printable,
 )
 from edge.multi import MultiRecognizer
-from edge.runtime import Recognizer
-from edge.sources import Resampler, pcm_to_float
+from edge.sources import Resampler
 
 log = logging.getLogger(__name__)
 
-SAMPLE_TYPES = {1: np.uint8, 2: np.int16, 4: np.int32}  # Wyoming audio is integer PCM, little-endian
-RATES = (8000, 192000)  # Hz a client may send
-MAX_CHANNELS = 8
 SLICE_MS = 100  # audio heard in one job on a worker thread (~7 ms of CPU for the shipped model)
 MAX_CHUNK_MS = 1000  # Home Assistant and its satellites send 10 to 100 ms per chunk
 WORKERS = 2  # threads that run the model; each runs one slice of one client at a time
@@ -126,106 +122,13 @@ class LogBudget:
         self._left_out = 0
 
 
-def _encoded(event) -> bytes:
-    """An event as the bytes wyoming writes, for writing without waiting (a client that is being refused)."""
-    from wyoming.event import write_event
-
-    buffer = io.BytesIO()
-    write_event(event, buffer)
-    return buffer.getvalue()
-
-
-def _error_event(error: ProtocolError):
-    from wyoming.error import Error
-
-    return Error(text=printable(str(error))[:300], code=error.code).event()
-
-
-def _whole(data: dict, key: str, event_type: str, allowed) -> int:
-    """A whole number from an event's data that must be in `allowed` (a range or a tuple)."""
-    value = data.get(key)
-    if value is None:
-        raise ProtocolError(f"malformed {event_type} event: it has no {key}")
-    if type(value) is not int:  # noqa: E721 (a bool is an int, and no rate)
-        raise ProtocolError(f"malformed {event_type} event: its {key} must be a whole number, "
-                            f"not a JSON {type(value).__name__}")
-    if value not in allowed:
-        accepted = (f"{allowed[0]} to {allowed[-1]}" if isinstance(allowed, range)
-                    else ", ".join(map(str, allowed[:-1])) + f" or {allowed[-1]}")
-        raise ProtocolError(f"malformed {event_type} event: {key} {value} is not one this server takes ({accepted})")
-    return value
-
-
-def audio_format(data: dict, event_type: str) -> tuple[int, int, int]:
-    """(rate Hz, width bytes, channels) of an audio-start or audio-chunk event."""
-    return (_whole(data, "rate", event_type, range(RATES[0], RATES[1] + 1)),
-            _whole(data, "width", event_type, tuple(SAMPLE_TYPES)),
-            _whole(data, "channels", event_type, range(1, MAX_CHANNELS + 1)))
-
-
-def detect_names(data: dict) -> set[str] | None:
-    names = data.get("names")
-    if names is None or names == []:
-        return None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ProtocolError("malformed detect event: names must be a list of strings")
-    return set(names)
-
-
-def commands(recognizer: Recognizer | MultiRecognizer) -> list[str]:
-    return [label for label in recognizer.labels if not label.startswith("_")]
-
-
-def to_model_audio(pcm: bytes, width: int, channels: int, resample: Resampler) -> np.ndarray:
-    """A chunk's PCM as float32 mono at the model's rate. Runs on a worker thread."""
-    return resample(pcm_to_float(pcm, SAMPLE_TYPES[width], channels))
-
-
-def _package_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kws-edge")
-    except PackageNotFoundError:
-        return None
-
-
-def _heard_by(recognizers: list[Recognizer]) -> tuple[str, str | None]:
-    """(which model files, with the ids of their weights; their version) for a command these models know."""
-    weights = [r.weights_id and printable(r.weights_id) for r in recognizers]
-    files = "; ".join(f"{r.path.name}, weights {w}" for r, w in zip(recognizers, weights))
-    versions = [w or r.model_version for r, w in zip(recognizers, weights)]
-    return files, "+".join(v for v in versions if v) or None
-
-
-def wyoming_info(recognizer: MultiRecognizer):
-    """What `describe` is answered with: one wake program (this server, with its package version) whose
-    models are the models' commands, each once, each with the version of the models that know it: the id of
-    their weights, which changes with every training, so that a retrained model does not look like the old
-    one."""
-    from wyoming.info import Attribution, Info, WakeModel, WakeProgram
-
-    # the shipped model learnt its commands from Google's Speech Commands (CC BY 4.0)
-    attribution = Attribution(name="kws-edge, trained on Speech Commands (Warden, 2018)",
-                              url="https://arxiv.org/abs/1804.03209")
-    models = []
-    for label in commands(recognizer):
-        files, version = _heard_by([r for r in recognizer.models.values() if label in r.labels])
-        models.append(WakeModel(name=printable(label), attribution=attribution, installed=True, languages=["en"],
-                                phrase=printable(label), description=f"the command \"{printable(label)}\" ({files})",
-                                version=version))
-    return Info(wake=[WakeProgram(name="kws-edge", attribution=attribution, installed=True,
-                                  description="offline speech commands", version=_package_version(),
-                                  models=models)])
-
-
 class Service:
     """What all connections share: the model, the worker threads, the limits, the logs; and which
     connections are open."""
 
     def __init__(self, recognizer: MultiRecognizer, info, limits: Limits, mqtt=None):
         self.recognizer, self.limits, self.mqtt = recognizer, limits, mqtt
-        self.info = _encoded(info)  # the answer to every describe, encoded once
+        self.info = encoded(info)  # the answer to every describe, encoded once
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="kws-model")
         self._tasks: set[asyncio.Task] = set()
         self.refused, self.gone_quiet, self._busy = LogBudget(log), LogBudget(log), LogBudget(log)
@@ -241,7 +144,7 @@ class Service:
         if len(self._tasks) >= self.limits.max_clients:
             self._busy.warn(f"refused a client: {self.limits.max_clients} clients are connected already "
                             "(--max-clients)")
-            writer.write(_encoded(_error_event(ProtocolError(
+            writer.write(encoded(error_event(ProtocolError(
                 f"the server is busy: {self.limits.max_clients} clients are connected already", "busy"))))
             writer.close()
             return
@@ -331,7 +234,7 @@ class Connection:
         """The error event, then the client's remaining bytes read and dropped for up to FAREWELL_S: closing
         with unread bytes would reset the connection, and the client might never read why."""
         try:
-            self._writer.write(_encoded(_error_event(error)))
+            self._writer.write(encoded(error_event(error)))
             if self._writer.can_write_eof():
                 self._writer.write_eof()
             async with asyncio.timeout(FAREWELL_S):

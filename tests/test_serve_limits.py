@@ -2,7 +2,7 @@
 
 The attacks are those of tools/serve_attack.py (one implementation for the table and for these tests),
 run on loopback against one server with the shipped model while a well-behaved client streams real
-speech at real time beside them. The framing reader, the pace, the log budget, signals and unix sockets
+speech at real time beside them. The event reader (edge.protocol), the pace, the log budget, signals and unix sockets
 are also tested on their own.
 
 Timing: the issue asks that the well-behaved client get each detection within 1 s. The tool measures
@@ -27,8 +27,8 @@ pytest.importorskip("wyoming")
 from wyoming.audio import AudioChunk  # noqa: E402
 from wyoming.event import write_event  # noqa: E402
 
-from edge.framing import FrameLimits, ProtocolError, read_event  # noqa: E402
-from edge.serve import LogBudget, Pace, audio_format, detect_names  # noqa: E402
+from edge.protocol import FrameLimits, ProtocolError, audio_format, detect_names, read_event  # noqa: E402
+from edge.serve import LogBudget, Pace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "kws.onnx"
@@ -40,7 +40,7 @@ RSS_BOUND_MB = serve_attack.RSS_BOUND_MB  # 150 MB
 SETTLED_MB = 15.0  # after the bursts, RSS within this of the idle server's
 
 
-# ---- the framing reader -------------------------------------------------------------------------------
+# ---- the event reader ---------------------------------------------------------------------------------
 
 
 def _read(raw: bytes, limits: FrameLimits = FrameLimits(), eof: bool = True):
