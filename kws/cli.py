@@ -188,13 +188,20 @@ def _export_settings(args) -> tuple[dict, tuple[float, ...], int, str]:
     detection = dataclasses.asdict(_detector_settings(
         **{k: v for k, v in chosen.items() if k not in ("speeds", "stream_steps")}))
     given = [f"--{flag.replace('_', '-')}" for flag in _EXPORT_SETTINGS if flag in args.given]
-    rest = f"recipe {args.recipe}" if args.recipe else "the shipped recipe, kws/recipes/default.toml"
+    from_recipe = [flag for flag in _EXPORT_SETTINGS if flag in args.recipe_values and flag not in args.given]
+    shipped_left = len(_EXPORT_SETTINGS) - len(given) - len(from_recipe)
+    sources = [f"from {', '.join(given)}"] if given else []
+    if from_recipe:
+        sources.append(f"{', '.join(from_recipe)} from recipe {args.recipe}" if shipped_left
+                       else f"{'the rest from' if given else 'from'} recipe {args.recipe}")
+    if shipped_left:
+        sources.append(f"{'the rest from' if sources else 'from'} the shipped recipe, kws/recipes/default.toml")
     stored = (f"stored: threshold {chosen['threshold']:g} on a {chosen['average_ms']:g} ms average, events "
               f"{chosen['suppression_ms']:g} ms apart, reported at their peak within {chosen['peak_ms']:g} ms"
               + (f", or {chosen['sustained_threshold']:g} on {chosen['sustained_ms']:g} ms" if chosen["sustained_ms"]
                  else "")
               + f"; speeds {','.join(f'{v:g}' for v in chosen['speeds'])}; {chosen['stream_steps']} step(s) per "
-              f"streaming call (" + (f"from {', '.join(given)}; the rest " if given else "") + f"from {rest})")
+              f"streaming call ({'; '.join(sources)})")
     return detection, chosen["speeds"], chosen["stream_steps"], stored
 
 

@@ -155,6 +155,8 @@ def test_export_stores_the_recipes_detection_settings_unless_told_and_says_which
     changed = _meta(tmp_path / "changed" / "kws.onnx")
     assert json.loads(changed["detection"])["threshold"] == 0.55 and json.loads(changed["speeds"]) == [1.0, 0.95]
     assert json.loads(changed["detection"])["average_ms"] == shipped["average_ms"]  # not in it: the shipped one
+    (stored,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stored:")]
+    assert f"(threshold, speeds from recipe {recipe}; the rest from the shipped recipe" in stored
 
 
 def test_export_bad_paths(tiny_export, tiny_data, tmp_path, capsys):
