@@ -16,24 +16,25 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 import torchaudio
 from tqdm import tqdm
 
-from kws.augment import augment_audio, mix_noise, perturb, spectral_features
+from kws.augment import spectral_features
+from kws.batches import Prepared, prepared_batches
 from kws.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from kws.config import Config
-from kws.data import (DatasetIndex, SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split, make_batch,
+from kws.data import (DatasetIndex, SplitAudio, draw_examples, epoch_size, fixed_examples, labels_for, load_split,
                       resolve_keywords, scan)
 from kws.distributed import World, join, leave, pick_device, pick_workers
 from kws.errors import KwsError
 from kws.files import atomic_write, remove_stale_temporaries
 from kws.evaluate import EvalReport, predict
 from kws.model import KeywordLSTM, clip_logits_from_frames, clip_steps
-from kws.train_sequences import FIRST_KEYWORD, make_sequences, sequence_loss, window_max
+from kws.train_sequences import FIRST_KEYWORD, sequence_loss, window_max
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -79,28 +80,6 @@ def _normalisation(model: KeywordLSTM, audio: SplitAudio) -> tuple[torch.Tensor,
     return frames.mean(dim=0), frames.std(dim=0)
 
 
-class Prepared(NamedTuple):
-    """One process's share of a batch, made ready on the CPU: drawn, augmented and, for step 2, laid out in
-    sequences. Only the SpecAugment masks, drawn on the device's features, are left to the step."""
-
-    audio: torch.Tensor  # [batch, samples]
-    labels: torch.Tensor  # clips: [batch] labels; sequences: the label of the clip that opens each (-1: none)
-    allowed: torch.Tensor | None  # sequences: [batch, steps, labels] the labels allowed at each step
-
-
-def prepare(audio: SplitAudio, share: torch.Tensor, config: Config, generator: torch.Generator) -> Prepared:
-    """The examples `share` (indices into `audio`, -1: silence) as training audio, on the CPU."""
-    waveforms, labels = make_batch(audio, share, config, generator, training=True)
-    if not config.train.sequence_ms:
-        return Prepared(augment_audio(waveforms, audio.noise, config.augment, config.features, generator), labels, None)
-    clips = perturb(waveforms, config.augment, config.features, generator)
-    batch = make_sequences(clips, labels, len(labels_for(config.data.keywords)), config,
-                           clip_steps(config.features, config.model), generator, audio.speech)
-    mixed = mix_noise(batch.audio, audio.noise, config.augment.noise_probability, config.augment.noise_gain_max,
-                      generator)
-    return Prepared(mixed, batch.clip_labels, batch.allowed)
-
-
 def _clip_loss(model, batch: Prepared, config: Config, generator):
     """Loss and (correct, counted) on single aligned clips."""
     features = spectral_features(model, batch.audio, config.augment, config.features, generator)
@@ -138,38 +117,6 @@ class _Step(torch.nn.Module):
             return self._loss(self.model, on_device, self._config, generator)
 
 
-class _Batches(torch.utils.data.Dataset):
-    """An epoch's batches for worker processes: batch i is prepared from a seed of its own, so the workers
-    may finish in any order and their number never changes the result."""
-
-    def __init__(self, shares: list[torch.Tensor], audio: SplitAudio, config: Config, seed: int):
-        self._shares, self._audio, self._config, self._seed = shares, audio, config, seed
-
-    def __len__(self) -> int:
-        return len(self._shares)
-
-    def __getitem__(self, i: int) -> tuple[Prepared, torch.Tensor]:
-        generator = torch.Generator().manual_seed((self._seed * 1_000_033 + i) % 2**63)
-        # the generator goes on to the masks in the main process
-        return prepare(self._audio, self._shares[i], self._config, generator), generator.get_state()
-
-
-def _prepared(shares: list[torch.Tensor], audio: SplitAudio, config: Config, generator: torch.Generator,
-              workers: int, seed: int, pin: bool):
-    """(prepared batch, the generator its step goes on with) for each share, in order: in this process from
-    the epoch's one generator (workers 0), or in worker processes from a seed per batch."""
-    if not workers:
-        for share in shares:
-            yield prepare(audio, share, config, generator), generator
-        return
-    loader = torch.utils.data.DataLoader(_Batches(shares, audio, config, seed), batch_size=None,
-                                         num_workers=workers, pin_memory=pin, prefetch_factor=4)
-    for batch, state in loader:
-        generator = torch.Generator()
-        generator.set_state(state)
-        yield batch, generator
-
-
 def _train_epoch(step: torch.nn.Module, optimizer, scheduler, audio: SplitAudio, config: Config, epoch: int,
                  progress: bool, world: World, device: torch.device, workers: int):
     """`step`: a _Step, wrapped in DistributedDataParallel under torchrun. Each process trains on its share
@@ -180,9 +127,9 @@ def _train_epoch(step: torch.nn.Module, optimizer, scheduler, audio: SplitAudio,
     shares = [batch[world.rank::world.size] for batch in batches]
     step.train()
     loss_sum, correct, seen, trained_on = 0.0, 0, 0, 0
-    prepared = _prepared(shares, audio, config, generator, workers, seed, pin=device.type == "cuda")
-    bar = tqdm(zip(batches, shares, prepared), total=len(batches), desc=f"epoch {epoch + 1}/{config.train.epochs}", leave=False,
-               disable=not progress, unit="batch")
+    prepared = prepared_batches(shares, audio, config, generator, workers, seed, pin=device.type == "cuda")
+    bar = tqdm(zip(batches, shares, prepared), total=len(batches), desc=f"epoch {epoch + 1}/{config.train.epochs}",
+               leave=False, disable=not progress, unit="batch")
     for batch, share, (ready, generator) in bar:
         loss, batch_correct, counted = step(ready, generator)
         optimizer.zero_grad(set_to_none=True)
