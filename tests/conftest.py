@@ -5,6 +5,7 @@ files are left out and the edge tests run on the committed model."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -91,6 +92,26 @@ def tone_model_config(hidden_size: int, epochs: int):
     return Config(data=DataConfig(unknown_percent=10.0, unknown_weighting="clip"),
                   model=ModelConfig(hidden_size=hidden_size, frame_stack=3, dropout=0.0),
                   train=TrainConfig(epochs=epochs, batch_size=16, learning_rate=1e-2, warmup_epochs=0.5))
+
+
+@contextlib.contextmanager
+def interrupted_in_epoch(index: int):
+    """kws.train stopped by Ctrl+C as its epoch `index` (from 0) begins; the block must raise it."""
+    import kws.train
+
+    real_epoch = kws.train._train_epoch
+
+    def dies(*args):
+        if args[5] == index:  # the epoch index
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    kws.train._train_epoch = dies
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        kws.train._train_epoch = real_epoch
 
 
 @pytest.fixture

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import kws.train
 from kws.checkpoint import load_checkpoint
 from kws.config import AugmentConfig, Config
 from kws.errors import KwsError
 from kws.train import train
 
-from conftest import tone_model_config
+from conftest import interrupted_in_epoch, tone_model_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1e-5  # weights, one process against two: the same sums in another order (measured: 1.3e-7)
@@ -150,20 +149,11 @@ def test_worker_processes_give_the_same_model_whatever_their_number(tiny_data, t
     assert "batches" not in inline["arithmetic"]
 
 
-def test_a_run_with_workers_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch):
+def test_a_run_with_workers_resumes_to_the_same_weights(tiny_data, tmp_path):
     torch.set_num_threads(1)
     whole = _with_workers(tiny_data, tmp_path / "whole", 2)
-    real_epoch = kws.train._train_epoch
-
-    def dies_in_second_epoch(*args):
-        if args[5] == 1:  # the epoch index
-            raise KeyboardInterrupt
-        return real_epoch(*args)
-
-    monkeypatch.setattr(kws.train, "_train_epoch", dies_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_in_epoch(1):
         _with_workers(tiny_data, tmp_path / "split", 2)
-    monkeypatch.setattr(kws.train, "_train_epoch", real_epoch)
     config = tone_model_config(hidden_size=16, epochs=2)
     train(tiny_data, tmp_path / "split", config, resume=True, progress=False, echo=lambda line: None,
           device="cpu", workers=1)

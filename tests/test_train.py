@@ -11,6 +11,8 @@ from kws.errors import KwsError
 from kws.evaluate import evaluate_checkpoint
 from kws.train import train
 
+from conftest import interrupted_in_epoch
+
 
 def _quiet(line):
     pass
@@ -34,20 +36,11 @@ def test_short_run_lowers_the_loss_and_writes_its_files(tiny_data, tiny_config, 
 def test_resume_matches_an_uninterrupted_run(tiny_data, tiny_config, tmp_path, monkeypatch):
     train(tiny_data, tmp_path / "whole", tiny_config, progress=False, echo=_quiet)
 
-    real_epoch = kws.train._train_epoch
-
-    def dies_in_third_epoch(*args):
-        if args[5] == 2:  # the epoch index
-            raise KeyboardInterrupt
-        return real_epoch(*args)
-
-    monkeypatch.setattr(kws.train, "_train_epoch", dies_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_in_epoch(2):
         train(tiny_data, tmp_path / "split", tiny_config, progress=False, echo=_quiet)
     interrupted = load_checkpoint(tmp_path / "split" / "last.pt")
     assert interrupted["epoch"] == 2
     assert interrupted["arithmetic"] == kws.train.arithmetic()
-    monkeypatch.setattr(kws.train, "_train_epoch", real_epoch)
     # resumed on another CPU: the same numbers here, but the log must say the weights will not be
     real_arithmetic = kws.train.arithmetic
     monkeypatch.setattr(kws.train, "arithmetic", lambda *a: {**real_arithmetic(*a), "cpu_kernels": "OTHER"})
